@@ -178,6 +178,16 @@ matmul.defvjp(lambda g, ans, x, y: g @ np.swapaxes(y, -1, -2),
               lambda g, ans, x, y: np.swapaxes(x, -1, -2) @ g)
 
 
+@primitive
+def linear(x, weight, bias):
+    """y = x Wᵀ + b for x of shape (batch, in), W of shape (out, in), b of shape (out,)."""
+    _check_matmul(x, weight.T)
+    return x @ weight.T + bias
+linear.defvjp(lambda g, ans, x, w, b: g @ w,
+              lambda g, ans, x, w, b: g.T @ x,
+              lambda g, ans, x, w, b: g.sum(axis=0))
+
+
 # ------------------------------------------------------------------------ elementwise functions
 @primitive
 def exp(x):
