@@ -161,12 +161,12 @@ def neg(x):
 neg.defvjp(lambda g, ans, x: -g)
 
 
-def _check_matmul(x, y):
+def _check_matmul(x, y, name="matmul"):
     if x.ndim < 2 or y.ndim < 2:
-        raise ValueError(f"matmul: {x.shape} @ {y.shape} — operands must be at least 2-D (reshape vectors "
+        raise ValueError(f"{name}: {x.shape} @ {y.shape} — operands must be at least 2-D (reshape vectors "
                          f"to (1, n) or (n, 1))")
     if x.shape[-1] != y.shape[-2]:
-        raise ValueError(f"matmul: {x.shape} @ {y.shape} — inner dimensions {x.shape[-1]} and "
+        raise ValueError(f"{name}: {x.shape} @ {y.shape} — inner dimensions {x.shape[-1]} and "
                          f"{y.shape[-2]} differ")
 
 
@@ -181,7 +181,7 @@ matmul.defvjp(lambda g, ans, x, y: g @ np.swapaxes(y, -1, -2),
 @primitive
 def linear(x, weight, bias):
     """y = x Wᵀ + b for x of shape (batch, in), W of shape (out, in), b of shape (out,)."""
-    _check_matmul(x, weight.T)
+    _check_matmul(x, weight.T, "linear")
     return x @ weight.T + bias
 linear.defvjp(lambda g, ans, x, w, b: g @ w,
               lambda g, ans, x, w, b: g.T @ x,
