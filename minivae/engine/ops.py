@@ -110,8 +110,12 @@ def _expand_reduced(g: np.ndarray, axis, keepdims: bool) -> np.ndarray:
 
 
 def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
-    """σ(x) = (1 + tanh(x/2)) / 2, finite and exact for every finite x."""
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    """σ(x) = 1 / (1 + e⁻ˣ) = eˣ / (1 + eˣ), taking the form whose exponential is exp(-|x|) ≤ 1.
+
+    No exponential overflows, and σ keeps its relative precision deep into the negative tail.
+    """
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
 def _tie_split(g: np.ndarray, winner: np.ndarray, tie: np.ndarray) -> np.ndarray:
@@ -181,6 +185,9 @@ matmul.defvjp(lambda g, ans, x, y: g @ np.swapaxes(y, -1, -2),
 @primitive
 def linear(x, weight, bias):
     """y = x Wᵀ + b for x of shape (batch, in), W of shape (out, in), b of shape (out,)."""
+    if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: expects x (batch, in), weight (out, in) and bias (out,), got shapes "
+                         f"{x.shape}, {weight.shape} and {bias.shape}")
     _check_matmul(x, weight.T, "linear")
     return x @ weight.T + bias
 linear.defvjp(lambda g, ans, x, w, b: g @ w,
@@ -237,8 +244,8 @@ minimum.defvjp(lambda g, ans, x, y: _tie_split(g, x < y, x == y),
 def where(condition, x, y):
     return np.where(condition, x, y)
 where.defvjp(None,
-             lambda g, ans, c, x, y: g * c,
-             lambda g, ans, c, x, y: g * ~c)
+             lambda g, ans, c, x, y: np.where(c, g, 0),
+             lambda g, ans, c, x, y: np.where(c, 0, g))
 
 
 @primitive
@@ -290,7 +297,7 @@ mean.defvjp(lambda g, ans, x, axis, keepdims:
 def _max_vjp(g, ans, x, axis, keepdims):
     """The gradient goes to the maxima, shared equally among ties."""
     winners = x == _expand_reduced(ans, axis, keepdims)
-    return _expand_reduced(g, axis, keepdims) * winners / winners.sum(axis=axis, keepdims=True)
+    return _expand_reduced(g, axis, keepdims) * winners / winners.sum(axis=axis, keepdims=True, dtype=g.dtype)
 
 
 @primitive
@@ -302,12 +309,25 @@ max.defvjp(_max_vjp)
 @primitive
 def logsumexp(x, *, axis=None, keepdims=False):
     """log Σ exp(x) = m + log Σ exp(x - m) with m the maximum, so no term overflows."""
+    shifted, m = _exp_below_max(x, axis)
+    out = m + np.log(np.sum(shifted, axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _exp_below_max(x, axis):
+    """exp(x - m) and m, the maximum along ``axis`` (0 where it is infinite), kept as a size-1 axis."""
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
-    return out if keepdims else np.squeeze(out, axis=axis)
-logsumexp.defvjp(lambda g, ans, x, axis, keepdims:
-                 _expand_reduced(g, axis, keepdims) * np.exp(x - _expand_reduced(ans, axis, keepdims)))
+    return np.exp(x - m), m
+
+
+def _logsumexp_vjp(g, ans, x, axis, keepdims):
+    """g · softmax(x), as exp(x - m) / Σ exp(x - m): exact where exp(x - ans) would lose ans's rounding."""
+    shifted, _ = _exp_below_max(x, axis)
+    return _expand_reduced(g, axis, keepdims) * shifted / np.sum(shifted, axis=axis, keepdims=True)
+
+
+logsumexp.defvjp(_logsumexp_vjp)
 
 
 # ------------------------------------------------------------------------ shapes and indexing
@@ -320,7 +340,8 @@ reshape.defvjp(lambda g, ans, x, shape: g.reshape(x.shape))
 @primitive
 def transpose(x, *, axes=None):
     return np.transpose(x, axes)
-transpose.defvjp(lambda g, ans, x, axes: np.transpose(g, None if axes is None else np.argsort(axes)))
+transpose.defvjp(lambda g, ans, x, axes:
+                 np.transpose(g, None if axes is None else np.argsort(np.asarray(axes) % x.ndim)))
 
 
 def _getitem_vjp(g, ans, x, index):

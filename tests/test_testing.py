@@ -1,0 +1,77 @@
+"""The public strategies of minivae.testing give what their docstrings promise."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minivae as mv
+from minivae import testing as mvt
+
+
+@given(mvt.shapes(min_dims=1, max_dims=2, min_side=2, max_side=3))
+def test_shapes_respect_their_bounds(shape):
+    assert 1 <= len(shape) <= 2 and all(2 <= side <= 3 for side in shape)
+
+
+@given(st.integers(2, 3).flatmap(lambda count: st.tuples(st.just(count), mvt.broadcastable_shapes(count))))
+def test_broadcastable_shapes_come_in_the_asked_number_and_broadcast(count_and_shapes):
+    count, shapes = count_and_shapes
+    assert len(shapes) == count
+    np.broadcast_shapes(*shapes)
+
+
+@given(mvt.matmul_shapes())
+def test_matmul_shapes_multiply(shapes):
+    x_shape, y_shape = shapes
+    assert len(x_shape) >= 2 and len(y_shape) >= 2
+    np.matmul(np.zeros(x_shape), np.zeros(y_shape))
+
+
+@given(mvt.shapes(min_dims=1).flatmap(lambda shape: st.tuples(st.just(shape), mvt.reduction_axes(len(shape)))))
+def test_reduction_axes_are_valid_for_the_shape(shape_and_axis):
+    shape, axis = shape_and_axis
+    np.sum(np.zeros(shape), axis=axis)
+
+
+@given(mvt.float_dtypes().flatmap(lambda dtype: mvt.float_arrays(mvt.shapes(), dtype, -1.0, 2.0)))
+def test_float_arrays_are_finite_and_within_bounds(a):
+    assert a.dtype in mvt.FLOAT_DTYPES
+    assert np.all((a >= -1.0) & (a <= 2.0))
+
+
+@given(mvt.positive_arrays(mvt.shapes(), np.float32, low=0.5))
+def test_positive_arrays_are_at_least_low(a):
+    assert a.dtype == np.float32 and np.all(a >= 0.5)
+
+
+@given(mvt.nonzero_arrays(mvt.shapes(), margin=0.3, high=2.0))
+def test_nonzero_arrays_stay_margin_away_from_zero(a):
+    assert np.all((np.abs(a) >= 0.3) & (np.abs(a) <= 2.0))
+
+
+@given(mvt.distinct_arrays(mvt.shapes(), np.float32, margin=0.1))
+def test_distinct_arrays_have_pairwise_gaps_of_margin(a):
+    assert np.all(np.diff(np.sort(a, axis=None)) >= 0.1)
+
+
+@given(mvt.separated_pairs(mvt.broadcastable_shapes(2), np.float32, margin=0.1))
+def test_separated_pairs_differ_by_margin_everywhere_once_broadcast(pair):
+    x, y = pair
+    assert x.dtype == y.dtype == np.float32
+    assert np.all(np.abs(x.astype(np.float64) - y) >= 0.1)
+
+
+@given(mvt.tensors(mvt.float_arrays((2, 3)), name="w"))
+def test_tensors_require_grad_and_carry_the_name(t):
+    assert isinstance(t, mv.Tensor) and t.requires_grad and t.name == "w" and t.shape == (2, 3)
+
+
+@given(mvt.tensors(mvt.float_arrays(()), requires_grad=False))
+def test_tensors_can_be_constants(t):
+    assert not t.requires_grad
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got int64"):
+        mvt.float_arrays((2,), np.int64)
+    with pytest.raises(ValueError, match="positive_arrays: low must be positive, got 0"):
+        mvt.positive_arrays((2,), low=0)
