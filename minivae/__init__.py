@@ -4,5 +4,10 @@ from .engine import (
     sqrt, abs, maximum, minimum, where, relu, tanh, sigmoid, softplus, log_sigmoid, sum, mean, max,
     logsumexp, reshape, transpose, getitem, concatenate, stack, binary_cross_entropy_with_logits,
 )
+from .engine.graph import format_graph, to_dot, count_ops, op_counts
+from .gradcheck import gradcheck, GradcheckError
+from . import distributions, nn, optim
+from .optim import Adam, SGD
+from .vae import VAE
 
 __version__ = "0.1.0"

@@ -1,0 +1,192 @@
+"""Gradient-descent optimizers that update parameter arrays in place.
+
+Each optimizer keeps, per parameter, a step count and its buffers (Adam's moments, SGD's
+velocity), and saves them with its hyper-parameters in a flat ``dict[str, np.ndarray]``:
+``"step"`` (one count per parameter), one 0-d array per hyper-parameter, and ``"<buffer>.<i>"``
+for parameter ``i``, so the dict can be written to an ``.npz`` file as it is.
+
+The per-parameter updates, ``adam_update`` and ``sgd_update``, are plain functions of ndarrays
+that work in place and keep every dtype.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .engine import Tensor
+
+
+def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay) -> None:
+    """One step of Adam (Kingma & Ba, Algorithm 1) on one parameter, in place on ``param``, ``m``, ``v``.
+
+    g ← grad + weight_decay·θ;  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
+    m̂ = m / (1 − β₁ᵗ);  v̂ = v / (1 − β₂ᵗ);  θ ← θ − α·m̂ / (√v̂ + ε),  with t = ``step`` ≥ 1.
+    """
+    if weight_decay != 0.0:
+        grad = grad + weight_decay * param
+    m *= beta1
+    m += (1.0 - beta1) * grad
+    v *= beta2
+    v += (1.0 - beta2) * grad * grad
+    m_hat = m / (1.0 - beta1 ** step)
+    v_hat = v / (1.0 - beta2 ** step)
+    param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def sgd_update(param, grad, velocity, lr, momentum, weight_decay) -> None:
+    """One step of SGD with momentum on one parameter, in place on ``param`` and ``velocity``.
+
+    g ← grad + weight_decay·θ;  b ← μ·b + g;  θ ← θ − α·b  (b starts at 0, so b₁ = g₁).
+    """
+    if weight_decay != 0.0:
+        grad = grad + weight_decay * param
+    velocity *= momentum
+    velocity += grad
+    param -= lr * velocity
+
+
+class Optimizer:
+    """The common machinery: the parameter list, step counts, buffers and (de)serialization.
+
+    A subclass names its ``hyperparameters`` and its per-parameter ``buffers``, checks the
+    hyper-parameters in ``check_hyperparameters`` and updates one parameter in ``update``.
+    """
+
+    hyperparameters: tuple[str, ...] = ()
+    buffers: tuple[str, ...] = ()
+
+    def __init__(self, params, **hyperparameters):
+        name = type(self).__name__
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{name}: the parameter list is empty")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor) or not p.requires_grad or p.op is not None:
+                raise TypeError(f"{name}: parameter {i} must be a leaf Tensor that requires grad, got {p!r}")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{name}: a parameter appears more than once in the list")
+        self.set_hyperparameters(**hyperparameters)
+        self.steps = np.zeros(len(self.params), np.int64)
+        self.state = {buffer: [np.zeros_like(p.data) for p in self.params] for buffer in self.buffers}
+
+    def set_hyperparameters(self, **values) -> None:
+        """Check and set the hyper-parameters (all of them, by keyword)."""
+        if values.keys() != set(self.hyperparameters):
+            raise TypeError(f"{type(self).__name__}: hyper-parameters {sorted(values)} given, "
+                            f"{list(self.hyperparameters)} expected")
+        values = {key: float(value) for key, value in values.items()}
+        self.check_hyperparameters(**values)
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def check_hyperparameters(self, **values) -> None:
+        raise NotImplementedError
+
+    def update(self, i: int, param: np.ndarray, grad: np.ndarray) -> None:
+        """Update parameter ``i`` (its array, in place), whose step count is already incremented."""
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient; the others, and their state, stay as they are."""
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            self.steps[i] += 1
+            self.update(i, p.data, p.grad)
+
+    # ----------------------------------------------------------------- saving and loading
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A flat copy of the state: "step", the hyper-parameters, and "<buffer>.<i>" arrays."""
+        state = {"step": self.steps.copy()}
+        state.update({key: np.asarray(getattr(self, key), np.float64) for key in self.hyperparameters})
+        state.update({f"{buffer}.{i}": array.copy()
+                      for buffer, arrays in self.state.items() for i, array in enumerate(arrays)})
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore a ``state_dict`` of an optimizer of the same kind over parameters of the same shapes.
+
+        Everything is checked before anything changes; the buffers are copied in place.
+        """
+        name = f"{type(self).__name__}.load_state_dict"
+        expected = {"step", *self.hyperparameters,
+                    *(f"{buffer}.{i}" for buffer in self.buffers for i in range(len(self.params)))}
+        missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+        if missing or unexpected:
+            raise KeyError(f"{name}: missing keys {missing}, unexpected keys {unexpected}")
+        steps = np.asarray(state["step"])
+        if steps.shape != self.steps.shape or not np.issubdtype(steps.dtype, np.integer) or (steps < 0).any():
+            raise ValueError(f"{name}: 'step' must hold {len(self.params)} non-negative ints, got {steps!r}")
+        hyper = {}
+        for key in self.hyperparameters:
+            value = np.asarray(state[key])
+            if value.shape != ():
+                raise ValueError(f"{name}: {key!r} must be a scalar, got an array of shape {value.shape}")
+            hyper[key] = value.item()
+        for buffer, arrays in self.state.items():
+            for i, array in enumerate(arrays):
+                saved = np.asarray(state[f"{buffer}.{i}"])
+                if saved.shape != array.shape or saved.dtype != array.dtype:
+                    raise ValueError(f"{name}: '{buffer}.{i}' has shape {saved.shape} and dtype {saved.dtype}, "
+                                     f"parameter {i} needs shape {array.shape} and dtype {array.dtype}")
+        self.set_hyperparameters(**hyper)
+        self.steps[:] = steps
+        for buffer, arrays in self.state.items():
+            for i, array in enumerate(arrays):
+                np.copyto(array, state[f"{buffer}.{i}"])
+
+
+class Adam(Optimizer):
+    """Adam with bias-corrected moment estimates (Kingma & Ba, Algorithm 1).
+
+    ``weight_decay`` adds weight_decay·θ to the gradient, as ``torch.optim.Adam`` does.
+    """
+
+    hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    buffers = ("m", "v")
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        if len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        super().__init__(params, lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        return self.beta1, self.beta2
+
+    def check_hyperparameters(self, lr, beta1, beta2, eps, weight_decay) -> None:
+        for key, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+            if not value >= 0.0:
+                raise ValueError(f"Adam: {key} must be >= 0, got {value}")
+        for key, value in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"Adam: {key} must be in [0, 1), got {value}")
+
+    def update(self, i, param, grad) -> None:
+        adam_update(param, grad, self.state["m"][i], self.state["v"][i], int(self.steps[i]),
+                    self.lr, self.beta1, self.beta2, self.eps, self.weight_decay)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (heavy-ball) momentum and weight decay."""
+
+    hyperparameters = ("lr", "momentum", "weight_decay")
+    buffers = ("velocity",)
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def check_hyperparameters(self, lr, momentum, weight_decay) -> None:
+        for key, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+            if not value >= 0.0:
+                raise ValueError(f"SGD: {key} must be >= 0, got {value}")
+
+    def update(self, i, param, grad) -> None:
+        sgd_update(param, grad, self.state["velocity"][i], self.lr, self.momentum, self.weight_decay)

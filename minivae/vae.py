@@ -1,0 +1,177 @@
+"""The variational auto-encoder of Kingma & Welling, *Auto-Encoding Variational Bayes*.
+
+Encoder q(z|x) = N(mu(x), diag exp(logvar(x))), prior p(z) = N(0, I), decoder p(x|z) a product
+of Bernoullis with logits f(z). The evidence lower bound (ELBO)
+
+    L(x) = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)) ≤ log p(x)
+
+is estimated from S reparameterized samples z_s = mu + σ ⊙ ε_s by either SGVB estimator:
+``elbo_closed_form_kl`` (paper eq. 7) or ``elbo_monte_carlo`` (eq. 6).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .distributions import Bernoulli, DiagonalGaussian, StandardNormal
+from .engine import Tensor, logsumexp, no_grad
+from .nn import (MLP, Linear, Module, Sequential, activation_class, as_float_tensor, as_generator, float_dtype,
+                 is_positive_int)
+
+
+def elbo_closed_form_kl(reconstruction_log_likelihood: Tensor, kl_to_prior: Tensor) -> Tensor:
+    """SGVB estimator B (eq. 7): L̃ᴮ = −KL(q(z|x) ‖ p(z)) + (1/S) Σ_s log p(x|z_s).
+
+    ``reconstruction_log_likelihood`` has shape (S, batch); ``kl_to_prior`` has shape (batch,).
+    """
+    return reconstruction_log_likelihood.mean(axis=0) - kl_to_prior
+
+
+def log_importance_weight(reconstruction_log_likelihood: Tensor, log_prior: Tensor, log_posterior: Tensor) -> Tensor:
+    """log w = log p(x|z) + log p(z) − log q(z|x) = log [p(x, z) / q(z|x)], per sample."""
+    return reconstruction_log_likelihood + log_prior - log_posterior
+
+
+def elbo_monte_carlo(reconstruction_log_likelihood: Tensor, log_prior: Tensor, log_posterior: Tensor) -> Tensor:
+    """SGVB estimator A (eq. 6): L̃ᴬ = (1/S) Σ_s [log p(x, z_s) − log q(z_s|x)], all terms of shape (S, batch)."""
+    return log_importance_weight(reconstruction_log_likelihood, log_prior, log_posterior).mean(axis=0)
+
+
+ESTIMATORS = ("closed-form", "monte-carlo")
+REDUCTIONS = ("mean", "none")
+
+
+class VAE(Module):
+    """An MLP encoder to (mu, logvar) and an MLP decoder to Bernoulli logits.
+
+    ``VAE(784, (400,), 20)`` is the network of pytorch/examples: 784-400 ReLU, then two heads
+    400-20 for mu and logvar; decoder 20-400 ReLU, 400-784 logits.
+    """
+
+    def __init__(self, input_dim: int = 784, hidden=(400,), latent_dim: int = 20, activation: str = "relu",
+                 rng=None, dtype=np.float32):
+        for name, value in (("input_dim", input_dim), ("latent_dim", latent_dim)):
+            if not is_positive_int(value):
+                raise ValueError(f"VAE: {name} must be a positive int, got {value!r}")
+        if not isinstance(hidden, (list, tuple)) or not all(is_positive_int(width) for width in hidden):
+            raise ValueError(f"VAE: hidden must be a list or tuple of positive ints, got {hidden!r}")
+        activation_class(activation, "VAE")  # an unknown name fails here, naming the VAE
+        dtype, rng = float_dtype(dtype, "VAE"), as_generator(rng, "VAE")
+        self.input_dim, self.hidden, self.latent_dim = int(input_dim), [int(w) for w in hidden], int(latent_dim)
+        self.activation, self.dtype = activation, dtype
+
+        features = self.hidden[-1] if hidden else self.input_dim
+        self.encoder = (MLP([self.input_dim, *self.hidden], activation, final_activation=activation, rng=rng,
+                            dtype=dtype) if hidden else Sequential())
+        self.encoder_mu = Linear(features, self.latent_dim, rng=rng, dtype=dtype)
+        self.encoder_logvar = Linear(features, self.latent_dim, rng=rng, dtype=dtype)
+        self.decoder = MLP([self.latent_dim, *reversed(self.hidden), self.input_dim], activation, rng=rng, dtype=dtype)
+        self.prior = StandardNormal(self.latent_dim, dtype)
+
+    @property
+    def config(self) -> dict:
+        """The constructor's arguments (JSON-friendly), so that ``VAE(**model.config)`` rebuilds the network."""
+        return {"input_dim": self.input_dim, "hidden": list(self.hidden), "latent_dim": self.latent_dim,
+                "activation": self.activation, "dtype": self.dtype.name}
+
+    # ----------------------------------------------------------------- the networks
+    def _as_data(self, x, owner: str) -> Tensor:
+        """x as a (batch, input_dim) Tensor of the model's dtype with values in [0, 1]."""
+        x = as_float_tensor(x, owner, "x", dtype=self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"{owner}: x must have shape (batch, {self.input_dim}), got {x.shape}")
+        if x.size and not (x.data.min() >= 0.0 and x.data.max() <= 1.0):
+            raise ValueError(f"{owner}: x must hold intensities in [0, 1], got values in "
+                             f"[{x.data.min()}, {x.data.max()}]")
+        return x
+
+    def encode(self, x) -> tuple[Tensor, Tensor]:
+        """The posterior's parameters (mu, logvar), each of shape (batch, latent_dim)."""
+        h = self.encoder(self._as_data(x, "VAE.encode"))
+        return self.encoder_mu(h), self.encoder_logvar(h)
+
+    def posterior(self, x) -> DiagonalGaussian:
+        """q(z|x)."""
+        return DiagonalGaussian(*self.encode(x))
+
+    def decode(self, z) -> Tensor:
+        """The logits of p(x|z), of shape (*z.shape[:-1], input_dim)."""
+        z = as_float_tensor(z, "VAE.decode", "z", dtype=self.dtype)
+        if z.ndim == 0 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"VAE.decode: z must have shape (..., {self.latent_dim}), got {z.shape}")
+        return self.decoder(z)
+
+    # ----------------------------------------------------------------- the ELBO's terms
+    def reconstruction_log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z), summed over the pixels: shape z.shape[:-1]."""
+        return Bernoulli(self.decode(z)).log_prob(x)
+
+    def kl_to_prior(self, posterior: DiagonalGaussian) -> Tensor:
+        """KL(q(z|x) ‖ p(z)) in closed form (appendix B), per example."""
+        return posterior.kl_divergence()
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z) = log N(z; 0, I), per sample."""
+        return self.prior.log_prob(z)
+
+    def elbo(self, x, rng, samples: int = 1, estimator: str = "closed-form") -> Tensor:
+        """The ELBO of each example in nats, shape (batch,), from ``samples`` draws of z per example."""
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"VAE.elbo: estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if not is_positive_int(samples):
+            raise ValueError(f"VAE.elbo: samples must be a positive int, got {samples!r}")
+        x = self._as_data(x, "VAE.elbo")
+        posterior = self.posterior(x)
+        z = posterior.rsample(rng, samples=samples)
+        log_px_given_z = self.reconstruction_log_likelihood(x, z)
+        if estimator == "closed-form":
+            return elbo_closed_form_kl(log_px_given_z, self.kl_to_prior(posterior))
+        return elbo_monte_carlo(log_px_given_z, self.log_prior(z), posterior.log_prob(z))
+
+    def negative_elbo(self, x, rng, samples: int = 1, estimator: str = "closed-form",
+                      reduction: str = "mean") -> Tensor:
+        """−ELBO in nats: averaged over the batch (``"mean"``, a scalar) or per example (``"none"``).
+
+        The training loss. ``estimator`` is "closed-form" (SGVB-B, eq. 7) or "monte-carlo" (SGVB-A, eq. 6).
+        """
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"VAE.negative_elbo: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        loss = -self.elbo(x, rng, samples, estimator)
+        return loss.mean() if reduction == "mean" else loss
+
+    # ----------------------------------------------------------------- evaluation
+    @no_grad()
+    def importance_weighted_log_likelihood(self, x, rng, k: int = 5000, chunk: int = 500) -> np.ndarray:
+        """log p(x) ≈ log (1/k) Σ_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x), per example (float64, shape (batch,)).
+
+        The importance-sampled estimate of the paper's marginal likelihood; it is a lower bound in
+        expectation that rises with k towards log p(x). The k samples are drawn ``chunk`` at a time,
+        so memory holds chunk × batch × input_dim decoder outputs; the log-sum-exp accumulates in
+        float64.
+        """
+        for name, value in (("k", k), ("chunk", chunk)):
+            if not is_positive_int(value):
+                raise ValueError(f"VAE.importance_weighted_log_likelihood: {name} must be a positive int, "
+                                 f"got {value!r}")
+        rng = as_generator(rng, "VAE.importance_weighted_log_likelihood")
+        x = self._as_data(x, "VAE.importance_weighted_log_likelihood")
+        posterior = self.posterior(x)
+        total = np.full(x.shape[0], -np.inf)
+        for start in range(0, k, chunk):
+            z = posterior.sample(rng, samples=min(chunk, k - start))
+            log_w = log_importance_weight(self.reconstruction_log_likelihood(x, z), self.log_prior(z),
+                                          posterior.log_prob(z)).data.astype(np.float64)
+            total = np.logaddexp(total, logsumexp(Tensor(log_w), axis=0).data)
+        return total - np.log(k)
+
+    @no_grad()
+    def reconstruct(self, x) -> np.ndarray:
+        """The decoder's probabilities at the posterior mean, shape (batch, input_dim)."""
+        mu, _ = self.encode(x)
+        return self.decode(mu).sigmoid().data
+
+    @no_grad()
+    def sample(self, n: int, rng) -> np.ndarray:
+        """The decoder's probabilities for n draws z ~ N(0, I), shape (n, input_dim)."""
+        if not is_positive_int(n):
+            raise ValueError(f"VAE.sample: n must be a positive int, got {n!r}")
+        return self.decode(self.prior.sample(rng, samples=n)).sigmoid().data
