@@ -9,5 +9,6 @@ from .gradcheck import gradcheck, GradcheckError
 from . import distributions, nn, optim
 from .optim import Adam, SGD
 from .vae import VAE
+from .data import load_mnist, download_mnist
 
 __version__ = "0.1.0"

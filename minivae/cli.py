@@ -1,0 +1,196 @@
+"""The ``minivae`` command: train, evaluate, sample, download.
+
+Each module named in ``COMMAND_MODULES`` adds its subcommands with ``register(subparsers)``: it
+calls ``subparsers.add_parser(name, help=..., description=...)`` and sets the handler with
+``set_defaults(handler=function)``; the handler takes the parsed arguments and returns the exit
+status. A handler raises ``UsageError`` for a misuse of the command (exit status 2); any other
+error ends the command with one line on stderr and exit status 1, and Ctrl-C with status 130.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from . import __version__
+from .data import download_mnist
+from .train import CHECKPOINT, TrainConfig, evaluate_checkpoint, read_checkpoint_config, sample_checkpoint, train
+from .vae import ESTIMATORS
+
+#: The modules whose ``register(subparsers)`` add subcommands; the first, this one, adds the built-in ones.
+COMMAND_MODULES = ("minivae.cli", "minivae.estimators_cli")
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """The command was asked something it cannot do as asked (exit status 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors raised as ``UsageError`` to be reported on one line."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="minivae", description="Train and use a variational auto-encoder on MNIST.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command given by ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except SystemExit as exit:  # --help and --version
+        return int(exit.code or 0)
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("minivae: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # one line instead of a traceback; the type too where the message may not say
+        expected = isinstance(err, (OSError, ValueError, ArithmeticError))
+        print(f"minivae: error: {err if expected else f'{type(err).__name__}: {err}'}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+# --------------------------------------------------------------------------------------- argument types
+def _number_type(convert, low, inclusive: bool, description: str):
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}") from None
+        if not (value >= low if inclusive else value > low) or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = _number_type(int, 1, True, "an integer >= 1")
+non_negative_int = _number_type(int, 0, True, "an integer >= 0")
+positive_float = _number_type(float, 0.0, False, "a number > 0")
+
+
+# --------------------------------------------------------------------------------------- the commands
+def register(subparsers) -> None:
+    """Add the built-in commands: train, evaluate, sample, download."""
+    train = subparsers.add_parser(
+        "train", help="train a VAE (with no flags: the default model on the embedded digits, offline)",
+        description="Train a VAE on MNIST and write metrics.jsonl, checkpoint.npz and figures into --out. "
+                    "Ctrl-C saves a checkpoint; --resume continues it exactly. With --resume, the other "
+                    "settings come from the checkpoint; --epochs may raise the total.")
+    defaults = TrainConfig()
+    train.add_argument("--epochs", type=positive_int, help=f"total number of epochs (default: {defaults.epochs})")
+    train.add_argument("--batch-size", type=positive_int,
+                       help=f"digits per step; the last batch of an epoch holds the rest (default: {defaults.batch_size})")
+    train.add_argument("--latent-dim", type=positive_int,
+                       help=f"dimensions of z; 2 also draws manifold.png (default: {defaults.latent_dim})")
+    train.add_argument("--hidden", type=positive_int, nargs="+", metavar="WIDTH",
+                       help=f"hidden layer widths of the encoder, mirrored in the decoder "
+                            f"(default: {' '.join(map(str, defaults.hidden))})")
+    train.add_argument("--lr", type=positive_float, help=f"Adam's learning rate (default: {defaults.lr})")
+    train.add_argument("--samples", type=positive_int,
+                       help=f"samples of z per digit in the ELBO estimate (default: {defaults.samples})")
+    train.add_argument("--estimator", choices=ESTIMATORS,
+                       help=f"SGVB estimator: closed-form KL (eq. 7) or Monte Carlo (eq. 6) (default: {defaults.estimator})")
+    train.add_argument("--binarize", action="store_const", const=True,
+                       help="train on binary digits, x ~ Bernoulli(intensity) drawn afresh each epoch "
+                            "(default: raw intensities)")
+    train.add_argument("--seed", type=non_negative_int,
+                       help=f"seed of every random draw of the run (default: {defaults.seed})")
+    train.add_argument("--data-dir", metavar="DIR",
+                       help="directory of MNIST IDX files (train and t10k for the standard split, or "
+                            "t10k only); default: the embedded 10,000 test digits")
+    train.add_argument("--out", metavar="DIR", help="output directory (default: runs/<date-time>)")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    train.set_defaults(handler=_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="held-out negative ELBO and importance-weighted -log p(x) of a checkpoint",
+        description="Estimate, on the run's held-out digits, the negative ELBO and -log p(x) by importance "
+                    "sampling, and print both with their gap, in nats per digit.")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by train")
+    evaluate.add_argument("--iw-samples", type=positive_int, default=5000,
+                          help="importance samples per digit (default: 5000)")
+    evaluate.add_argument("--data-dir", metavar="DIR", help="MNIST directory (default: the run's own data)")
+    evaluate.add_argument("--seed", type=non_negative_int, default=0,
+                          help="seed of the importance samples (default: 0)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    evaluate.set_defaults(handler=_evaluate)
+
+    sample = subparsers.add_parser("sample", help="decode digits drawn from the prior into a PNG grid",
+                                   description="Decode n draws z ~ N(0, I) of a checkpoint's model into a PNG.")
+    sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by train")
+    sample.add_argument("--n", type=positive_int, default=64, help="number of digits (default: 64)")
+    sample.add_argument("--out", default="samples.png", metavar="PNG", help="output file (default: samples.png)")
+    sample.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
+    sample.set_defaults(handler=_sample)
+
+    download = subparsers.add_parser("download", help="download a data set and verify its checksums",
+                                     description="Download the four MNIST files and verify their MD5 sums.")
+    download.add_argument("dataset", choices=("mnist",), help="the data set to download")
+    download.add_argument("--dir", default="data/mnist", metavar="DIR",
+                          help="destination directory (default: data/mnist)")
+    download.add_argument("--url", metavar="URL",
+                          help="base URL of a mirror (http, https or file); default: $MINIVAE_MNIST_URL "
+                               "or the canonical mirror")
+    download.set_defaults(handler=_download)
+
+
+def _train(args) -> int:
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.resume:
+        if args.out is None:
+            raise UsageError("minivae train: error: --resume needs --out, the directory of the run to continue")
+        config = TrainConfig(**{**read_checkpoint_config(Path(args.out) / CHECKPOINT).to_json(), **given})
+    else:
+        config = TrainConfig(**given)
+    out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    result = train(config, out, resume=args.resume)
+    if result.status == "interrupted":
+        print(f"minivae: interrupted after step {result.step} (epoch {result.epoch + 1} of {config.epochs}); "
+              f"checkpoint saved; continue with: minivae train --out {out} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"done: epoch {result.epoch} of {config.epochs}, step {result.step}; metrics, checkpoint and figures "
+          f"in {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    results = evaluate_checkpoint(args.checkpoint, args.iw_samples, args.data_dir, args.seed, stream=sys.stderr)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    rows = [("checkpoint", f"{results['checkpoint']} (epoch {results['epoch']}, step {results['step']})"),
+            ("held-out digits", f"{results['held_out_digits']}"),
+            ("negative ELBO", f"{results['negative_elbo']:.3f} nats"),
+            (f"-log p(x), IW k={results['iw_samples']}", f"{results['iw_negative_log_likelihood']:.3f} nats"),
+            ("gap (ELBO to IW)", f"{results['gap']:.3f} nats")]
+    width = max(len(label) for label, _ in rows)
+    print("\n".join(f"{label:<{width}}  {value}" for label, value in rows))
+    return 0
+
+
+def _sample(args) -> int:
+    print(f"wrote {sample_checkpoint(args.checkpoint, args.n, args.out, args.seed)}")
+    return 0
+
+
+def _download(args) -> int:
+    download_mnist(args.dir, base_url=args.url, report=print)
+    print(f"MNIST is in {args.dir}; train on it with: minivae train --data-dir {args.dir}")
+    return 0

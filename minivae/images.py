@@ -1,0 +1,219 @@
+"""Figures without a plotting library: a PNG writer, digit grids, a loss plot and the latent manifold.
+
+Images are uint8 arrays, (height, width) for grayscale or (height, width, 3) for RGB; digits are
+float rows of 784 intensities in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+DIGIT_SHAPE = (28, 28)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------- PNG
+def encode_png(image: np.ndarray) -> bytes:
+    """The PNG file of a uint8 image: 8-bit grayscale (h, w) or RGB (h, w, 3), no interlacing.
+
+    Each row is stored with filter type 0 (none) and the rows are zlib-compressed into one IDAT
+    chunk; every chunk is length, type, data, and the CRC-32 of type and data.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)) \
+            or 0 in image.shape:
+        raise ValueError(f"encode_png: needs a non-empty uint8 image of shape (h, w) or (h, w, 3), "
+                         f"got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    colour_type = 0 if image.ndim == 2 else 2
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, -1)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return (PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes()))
+            + chunk(b"IEND", b""))
+
+
+def write_png(path, image: np.ndarray) -> Path:
+    """Write ``image`` (see ``encode_png``) to ``path`` and return the path."""
+    path = Path(path)
+    path.write_bytes(encode_png(image))
+    return path
+
+
+def to_uint8(intensities: np.ndarray) -> np.ndarray:
+    """Intensities in [0, 1] (clipped) as bytes 0..255."""
+    return np.round(np.clip(intensities, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------- grids
+def digit_grid(digits: np.ndarray, columns: int = 8, padding: int = 2, background: float = 0.5,
+               shape: tuple = DIGIT_SHAPE) -> np.ndarray:
+    """Digits (n, 784) tiled row by row into a uint8 image, ``padding`` pixels around each.
+
+    Cells after the last digit of an incomplete row stay ``background``.
+    """
+    digits = np.asarray(digits, dtype=np.float64)
+    if digits.ndim != 2 or digits.shape[1] != shape[0] * shape[1] or len(digits) == 0 or columns < 1:
+        raise ValueError(f"digit_grid: needs digits of shape (n >= 1, {shape[0] * shape[1]}) and columns >= 1, "
+                         f"got {digits.shape} and columns={columns}")
+    rows = -(-len(digits) // columns)
+    h, w = shape
+    grid = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding), background)
+    for i, digit in enumerate(digits):
+        top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
+        grid[top:top + h, left:left + w] = digit.reshape(shape)
+    return to_uint8(grid)
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, columns: int = 8) -> np.ndarray:
+    """Rows of ``columns`` originals, each directly above the row of their reconstructions."""
+    originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
+    if originals.shape != reconstructions.shape or len(originals) % columns:
+        raise ValueError(f"reconstruction_grid: needs originals and reconstructions of one shape (n, 784) with n "
+                         f"a multiple of columns={columns}, got {originals.shape} and {reconstructions.shape}")
+    pairs = np.stack([originals.reshape(-1, columns, originals.shape[1]),
+                      reconstructions.reshape(-1, columns, originals.shape[1])], axis=1)
+    return digit_grid(pairs.reshape(len(originals) * 2, -1), columns)
+
+
+# --------------------------------------------------------------------------------------- latent manifold
+def normal_quantile(p: float) -> float:
+    """Φ⁻¹(p), the standard normal quantile, by Newton's method.
+
+    By symmetry it solves S(x) = q for x >= 0, with q = min(p, 1 - p) and the upper tail
+    S(x) = 1 - Φ(x) = erfc(x / √2) / 2, S'(x) = -φ(x); erfc keeps the tail accurate. The start is
+    the root of the tail's asymptote S(x) ≈ φ(x) / x, x² = t - log t - log 2π with t = -2 log q
+    (0 when negative). S is convex and decreasing for x >= 0, so Newton's steps
+    x += (S(x) - q) / φ(x) land below the root after at most one step and then rise to it.
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"normal_quantile: p must lie strictly between 0 and 1, got {p}")
+    tail = min(p, 1.0 - p)
+    t = -2.0 * math.log(tail)
+    x = math.sqrt(max(t - math.log(t) - math.log(2.0 * math.pi), 0.0))
+    for _ in range(100):
+        survival = 0.5 * math.erfc(x / math.sqrt(2.0))
+        density = math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        step = (survival - tail) / density
+        x += step
+        if abs(step) <= 1e-13 * max(1.0, x):
+            break
+    return x if p >= 0.5 else -x
+
+
+def manifold_grid(decode, steps: int = 20) -> np.ndarray:
+    """Decoded digits over a 2-D latent grid (Kingma & Welling, fig. 4), as a uint8 image.
+
+    The grid is z = (Φ⁻¹(u), Φ⁻¹(v)) for u, v at the centres of ``steps`` equal cells of the unit
+    square, so equal areas of the grid hold equal prior mass; ``decode`` maps an array z of shape
+    (m, 2) to intensities (m, 784). Rows go down in z₁, columns right in z₂.
+    """
+    quantiles = [normal_quantile((i + 0.5) / steps) for i in range(steps)]
+    z = np.array([(a, b) for a in reversed(quantiles) for b in quantiles], dtype=np.float32)
+    return digit_grid(decode(z), columns=steps, padding=0)
+
+
+# --------------------------------------------------------------------------------------- loss plot
+# A 3x5 pixel font for the tick labels and the legend: each glyph is five rows of three bits.
+_GLYPHS = {
+    "0": "111 101 101 101 111", "1": "010 110 010 010 111", "2": "111 001 111 100 111",
+    "3": "111 001 111 001 111", "4": "101 101 111 001 001", "5": "111 100 111 001 111",
+    "6": "111 100 111 101 111", "7": "111 001 010 010 010", "8": "111 101 111 101 111",
+    "9": "111 101 111 001 111", ".": "000 000 000 000 010", "-": "000 000 111 000 000",
+    " ": "000 000 000 000 000", "a": "000 011 101 101 011", "e": "000 111 111 100 111",
+    "i": "010 000 010 010 010", "n": "000 110 101 101 101", "r": "000 101 110 100 100",
+    "s": "000 011 110 001 110", "t": "010 111 010 010 011",
+}
+_FONT_SCALE = 2
+CURVE_COLOURS = ((31, 119, 180), (255, 127, 14))  # blue, orange
+
+
+def _draw_text(canvas: np.ndarray, text: str, top: int, left: int, colour=(0, 0, 0)) -> None:
+    """Draw ``text`` with the 3x5 font at twice its size, its top-left corner at (top, left).
+
+    Characters the font lacks are left blank.
+    """
+    s = _FONT_SCALE
+    for k, character in enumerate(text):
+        bits = np.array([[c == "1" for c in row] for row in _GLYPHS.get(character, _GLYPHS[" "]).split()])
+        mask = np.kron(bits, np.ones((s, s), bool))
+        x = left + k * 4 * s
+        region = canvas[top:top + mask.shape[0], x:x + mask.shape[1]]
+        region[mask[:region.shape[0], :region.shape[1]]] = colour
+
+
+def _draw_line(canvas: np.ndarray, start, end, colour, width: int = 2) -> None:
+    """A straight segment between two (row, column) points, ``width`` pixels thick."""
+    (r0, c0), (r1, c1) = start, end
+    n = int(max(abs(r1 - r0), abs(c1 - c0))) + 1
+    rows = np.round(np.linspace(r0, r1, n)).astype(int)
+    cols = np.round(np.linspace(c0, c1, n)).astype(int)
+    for dr in range(width):
+        for dc in range(width):
+            r, c = np.clip(rows + dr, 0, canvas.shape[0] - 1), np.clip(cols + dc, 0, canvas.shape[1] - 1)
+            canvas[r, c] = colour
+
+
+def _tick_label(value: float) -> str:
+    return f"{value:.0f}" if value == round(value) or abs(value) >= 1000 else f"{value:.1f}"
+
+
+def loss_plot(curves: dict, width: int = 640, height: int = 400) -> np.ndarray:
+    """An RGB line plot of ``{name: (x values, y values)}``, e.g. loss per epoch, as a uint8 image.
+
+    Axes with ticks at the extreme values, one colour per curve (dots mark the points) and a
+    legend. Non-finite points are left out. The font draws digits and the letters of "train" and
+    "test"; other characters stay blank.
+    """
+    if not 1 <= len(curves) <= len(CURVE_COLOURS):
+        raise ValueError(f"loss_plot: draws 1 to {len(CURVE_COLOURS)} curves, got {len(curves)}")
+    finite = {}
+    for name, (xs, ys) in curves.items():
+        xy = np.array([np.asarray(xs, np.float64), np.asarray(ys, np.float64)])
+        finite[name] = xy[:, np.isfinite(xy).all(axis=0)]
+    every = np.concatenate(list(finite.values()), axis=1)
+    if every.size == 0:
+        raise ValueError("loss_plot: there is no finite point to draw")
+    (x_low, y_low), (x_high, y_high) = every.min(axis=1), every.max(axis=1)
+    x_span, y_span = _padded_span(x_low, x_high), _padded_span(y_low, y_high)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 80, width - 20, 40, height - 40
+
+    def pixel(x, y):
+        return (bottom - (y - y_span[0]) / (y_span[1] - y_span[0]) * (bottom - top),
+                left + (x - x_span[0]) / (x_span[1] - x_span[0]) * (right - left))
+
+    black = (0, 0, 0)
+    _draw_line(canvas, (top, left), (bottom, left), black, width=1)
+    _draw_line(canvas, (bottom, left), (bottom, right), black, width=1)
+    for y in {y_low, y_high}:
+        r = round(pixel(x_low, y)[0])
+        _draw_line(canvas, (r, left - 6), (r, left), black, width=1)
+        _draw_text(canvas, _tick_label(y), r - 5, 8)
+    for x in {x_low, x_high}:
+        c = round(pixel(x, y_low)[1])
+        _draw_line(canvas, (bottom, c), (bottom + 6, c), black, width=1)
+        _draw_text(canvas, _tick_label(x), bottom + 12, c - 12)
+    for k, (colour, (name, xy)) in enumerate(zip(CURVE_COLOURS, finite.items())):
+        pixels = [pixel(x, y) for x, y in xy.T]
+        for a, b in zip(pixels, pixels[1:]):
+            _draw_line(canvas, a, b, colour)
+        for r, c in pixels:
+            canvas[max(round(r) - 2, 0):round(r) + 3, max(round(c) - 2, 0):round(c) + 3] = colour
+        legend = right - 150 + 90 * k
+        _draw_line(canvas, (14, legend), (14, legend + 20), colour, width=3)
+        _draw_text(canvas, name, 10, legend + 25)
+    return canvas
+
+
+def _padded_span(low: float, high: float) -> tuple[float, float]:
+    """[low, high] widened by 5% on each side, or by 1 if it is a single value."""
+    margin = 0.05 * (high - low) or 1.0
+    return low - margin, high + margin

@@ -1,0 +1,166 @@
+"""The minivae command, run in-process through main(argv), and once as a real subprocess."""
+import argparse
+import json
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minivae
+from minivae import cli, train as training
+from minivae.cli import build_parser, main
+from minivae.data import MnistSplit, load_mnist, save_mnist, write_idx
+from minivae.optim import Adam
+from minivae.train import TrainConfig, load_checkpoint
+
+TINY = ["--epochs", "2", "--batch-size", "32", "--hidden", "16", "8", "--latent-dim", "2"]
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    """An MNIST directory of 300 training and 100 held-out digits."""
+    everything = load_mnist()
+    subset = MnistSplit(everything.train_images[:300], everything.train_labels[:300],
+                        everything.test_images[:100], everything.test_labels[:100], "subset")
+    return save_mnist(subset, tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_dir, tmp_path_factory):
+    """The output directory of a finished tiny run on ``mnist_dir``."""
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 0
+    return out
+
+
+def metrics(out: Path) -> list:
+    return [{k: v for k, v in json.loads(line).items() if k not in ("epoch_seconds", "steps_per_second")}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_help_from_a_real_subprocess():
+    done = subprocess.run([sys.executable, "-m", "minivae", "--help"], cwd=Path(minivae.__file__).parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    for command in ("train", "evaluate", "sample", "download"):
+        assert command in done.stdout
+
+
+def test_every_command_and_flag_has_a_help_text():
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert {c.dest for c in commands._choices_actions} >= {"train", "evaluate", "sample", "download"}
+    assert all(c.help for c in commands._choices_actions)
+    for name, subparser in commands.choices.items():
+        for action in subparser._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+
+
+def test_train_with_no_flags_trains_the_default_model_on_the_embedded_digits(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "train", lambda config, out, resume: calls.append((config, out, resume)) or
+                        training.TrainResult("completed", out, 10, 710, []))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 0
+    ((config, out, resume),) = calls
+    assert config == TrainConfig() and config.data_dir is None and not resume and out.parent == Path("runs")
+
+
+def test_train_writes_its_run(trained):
+    lines = metrics(trained)
+    assert [m["epoch"] for m in lines] == [1, 2]
+    for name in ("checkpoint.npz", "reconstructions.png", "samples.png", "loss.png", "manifold.png"):
+        assert (trained / name).is_file()
+    assert load_checkpoint(trained / "checkpoint.npz").config.hidden == (16, 8)
+
+
+def test_evaluate_prints_a_table_and_json(trained, capsys):
+    assert main(["evaluate", str(trained / "checkpoint.npz"), "--iw-samples", "50", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["held_out_digits"] == 100 and results["iw_samples"] == 50 and results["epoch"] == 2
+    assert results["negative_elbo"] == metrics(trained)[-1]["test_neg_elbo"]  # the run's own evaluation
+    assert results["gap"] == pytest.approx(results["negative_elbo"] - results["iw_negative_log_likelihood"])
+    assert results["gap"] > 0  # the importance-weighted bound is the tighter one
+    assert main(["evaluate", str(trained / "checkpoint.npz"), "--iw-samples", "50"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [row.split("  ")[0] for row in table] == ["checkpoint", "held-out digits", "negative ELBO",
+                                                     "-log p(x), IW k=50", "gap (ELBO to IW)"]
+    assert f"{results['negative_elbo']:.3f} nats" in table[2]
+
+
+def test_sample_writes_a_png(trained, tmp_path, capsys):
+    assert main(["sample", str(trained / "checkpoint.npz"), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
+    width, height = struct.unpack(">II", (tmp_path / "s.png").read_bytes()[16:24])
+    assert (width, height) == (4 * 30 + 2, 4 * 30 + 2) and "s.png" in capsys.readouterr().out
+
+
+def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
+    adam_step = Adam.step
+
+    def step_with_sigint(self):
+        if self.steps[0] == 12:
+            signal.raise_signal(signal.SIGINT)
+        adam_step(self)
+
+    monkeypatch.setattr(Adam, "step", step_with_sigint)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 130
+    error = capsys.readouterr().err.strip()
+    assert "interrupted after step 13" in error and f"--out {out} --resume" in error and "\n" not in error
+    monkeypatch.setattr(Adam, "step", adam_step)
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert metrics(out) == metrics(trained)
+    assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def broken_files(tmp_path):
+    """A directory whose t10k images file has the labels' magic number, and a corrupt checkpoint."""
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros(2000, np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2000, np.uint8))
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 cut short")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    ([], 2, "required: COMMAND"),
+    (["frobnicate"], 2, "invalid choice"),
+    (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
+    (["train", "--epochs", "0"], 2, "--epochs: expected an integer >= 1, got '0'"),
+    (["train", "--lr", "fast"], 2, "--lr: expected a number > 0"),
+    (["train", "--estimator", "exact"], 2, "invalid choice: 'exact'"),
+    (["train", "--resume"], 2, "--resume needs --out"),
+    (["evaluate"], 2, "required: CHECKPOINT"),
+    (["evaluate", "{tmp}/absent.npz"], 1, "absent.npz does not exist"),
+    (["evaluate", "{tmp}/corrupt.npz"], 1, "not a readable minivae checkpoint"),
+    (["sample", "{tmp}/corrupt.npz"], 1, "not a readable minivae checkpoint"),
+    (["train", "--data-dir", "{tmp}"], 1, "magic number 2049, expected 2051"),
+    (["train", "--data-dir", "{tmp}/nowhere"], 1, "does not exist"),
+    (["download", "mnist", "--dir", "{tmp}/d", "--url", "http://127.0.0.1:{port}/"], 1, "--data-dir"),
+    (["download", "imagenet"], 2, "invalid choice"),
+])
+def test_errors_are_one_line_on_stderr(broken_files, capsys, argv, status, message):
+    argv = [a.format(tmp=broken_files, port=closed_port()) for a in argv]
+    assert main(argv) == status
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in captured.err
+    assert lines[0].startswith("minivae")
+
+
+def test_resume_errors_name_the_conflict(trained, capsys):
+    assert main(["train", "--out", str(trained)]) == 1
+    assert "already holds checkpoint.npz" in capsys.readouterr().err
+    assert main(["train", "--out", str(trained), "--resume", "--latent-dim", "5"]) == 1
+    assert "latent_dim=5 (the checkpoint has 2)" in capsys.readouterr().err

@@ -1,0 +1,222 @@
+"""Training: artefacts, reproducibility, exact resume after an epoch or an interrupt, atomic
+checkpoints, divergence, and evaluation of a checkpoint. Tiny models on a few hundred digits."""
+import itertools
+import json
+import os
+import signal
+import struct
+
+import numpy as np
+import pytest
+
+from minivae import train as training
+from minivae.data import MnistSplit, load_mnist
+from minivae.engine import Tensor, sqrt
+from minivae.optim import Adam
+from minivae.train import (CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, read_checkpoint_config,
+                           sample_checkpoint, save_checkpoint, train)
+from minivae.vae import VAE
+
+TIMING = ("epoch_seconds", "steps_per_second")
+FIGURES = ("reconstructions.png", "samples.png", "loss.png", "manifold.png")
+TINY = TrainConfig(epochs=2, batch_size=32, hidden=(16,), latent_dim=2, seed=3)  # 300 digits: 10 steps an epoch
+
+
+@pytest.fixture(scope="module")
+def digits():
+    everything = load_mnist()
+    return MnistSplit(everything.train_images[:300], everything.train_labels[:300], everything.test_images[:100],
+                      everything.test_labels[:100], "a test subset")
+
+
+def run(config, out, digits, **kwargs):
+    return train(config, out, data=digits, stream=open(os.devnull, "w"), **kwargs)
+
+
+def without_timing(history):
+    return [{k: v for k, v in metrics.items() if k not in TIMING} for metrics in history]
+
+
+def assert_same_run(a, b):
+    """Same metrics (timing aside), checkpoint arrays, generator state and figures, bit for bit."""
+    lines = [[json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] for out in (a, b)]
+    assert without_timing(lines[0]) == without_timing(lines[1])
+    first, second = load_checkpoint(a / "checkpoint.npz"), load_checkpoint(b / "checkpoint.npz")
+    for x, y in [(first.model.state_dict(), second.model.state_dict()),
+                 (first.optimizer.state_dict(), second.optimizer.state_dict())]:
+        assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+    assert first.rng.bit_generator.state == second.rng.bit_generator.state
+    for name in FIGURES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_a_run_writes_every_artefact(tmp_path, digits):
+    result = run(TINY, tmp_path, digits)
+    assert (result.status, result.epoch, result.step) == ("completed", 2, 20)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2] and [m["step"] for m in lines] == [10, 20]
+    for metrics in lines:
+        assert {"train_neg_elbo", "test_neg_elbo", "epoch_seconds", "steps_per_second"} <= metrics.keys()
+        assert 0 < metrics["test_neg_elbo"] < 784 * np.log(2) * 2 and metrics["epoch_seconds"] > 0
+    assert lines == result.history
+    for name in FIGURES:
+        content = (tmp_path / name).read_bytes()
+        assert content[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">I", content[16:20])[0] > 0
+    saved = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert saved.config == TINY and saved.state.epoch == 2 and saved.state.step == 20
+    assert saved.state.permutation is None and saved.state.history == lines
+    assert read_checkpoint_config(tmp_path / "checkpoint.npz") == TINY
+
+
+def test_no_manifold_without_a_2d_latent_space(tmp_path, digits):
+    run(TrainConfig(epochs=1, batch_size=64, hidden=(8,), latent_dim=3), tmp_path, digits)
+    assert (tmp_path / "samples.png").exists() and not (tmp_path / "manifold.png").exists()
+
+
+def test_the_same_seed_gives_the_same_numbers_and_another_seed_others(tmp_path, digits):
+    run(TINY, tmp_path / "a", digits)
+    run(TINY, tmp_path / "b", digits)
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+    other = run(TrainConfig(**{**TINY.to_json(), "seed": 4}), tmp_path / "c", digits)
+    assert other.history[0]["train_neg_elbo"] != load_checkpoint(tmp_path / "a/checkpoint.npz").state.history[0][
+        "train_neg_elbo"]
+
+
+@pytest.mark.parametrize("settings", [{}, {"binarize": True, "estimator": "monte-carlo", "samples": 2}])
+def test_resuming_after_an_epoch_continues_exactly(tmp_path, digits, settings):
+    config = TrainConfig(**{**TINY.to_json(), **settings})
+    run(config, tmp_path / "straight", digits)
+    run(TrainConfig(**{**config.to_json(), "epochs": 1}), tmp_path / "resumed", digits)
+    result = run(config, tmp_path / "resumed", digits, resume=True)
+    assert (result.status, result.epoch) == ("completed", 2)
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_an_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path, digits):
+    run(TINY, tmp_path / "straight", digits)
+
+    def interrupt(step):
+        if step == 13:
+            raise KeyboardInterrupt
+
+    result = run(TINY, tmp_path / "resumed", digits, after_step=interrupt)
+    assert (result.status, result.epoch, result.step) == ("interrupted", 1, 13)
+    saved = load_checkpoint(tmp_path / "resumed/checkpoint.npz").state
+    assert (saved.epoch, saved.step, saved.position, len(saved.permutation)) == (1, 13, 3, 300)
+    run(TINY, tmp_path / "resumed", digits, resume=True)
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_ctrl_c_during_a_step_stops_after_that_step(tmp_path, digits, monkeypatch):
+    run(TINY, tmp_path / "straight", digits)
+    adam_step = Adam.step
+
+    def step_with_sigint(self):
+        if self.steps[0] == 6:  # during the 7th step, before the update
+            signal.raise_signal(signal.SIGINT)
+        adam_step(self)
+
+    monkeypatch.setattr(Adam, "step", step_with_sigint)
+    result = run(TINY, tmp_path / "resumed", digits)
+    assert (result.status, result.step) == ("interrupted", 7)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(Adam, "step", adam_step)
+    run(TINY, tmp_path / "resumed", digits, resume=True)
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, digits, monkeypatch):
+    run(TrainConfig(**{**TINY.to_json(), "epochs": 1}), tmp_path, digits)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    run_state = load_checkpoint(tmp_path / "checkpoint.npz")
+
+    def failing_savez(file, **arrays):
+        file.write(b"PK\x03\x04 a partial archive")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(training.np, "savez", failing_savez)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(tmp_path / "checkpoint.npz", run_state.config, run_state.model, run_state.optimizer,
+                        run_state.rng, run_state.state)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, digits, monkeypatch):
+    negative_elbo, training_calls = VAE.negative_elbo, itertools.count(1)
+
+    def nan_at_step_13(self, *args, **kwargs):
+        loss = negative_elbo(self, *args, **kwargs)
+        return loss * float("nan") if self.training and next(training_calls) == 13 else loss
+
+    monkeypatch.setattr(VAE, "negative_elbo", nan_at_step_13)
+    with pytest.raises(TrainingDiverged) as stopped:
+        run(TINY, tmp_path, digits)
+    message = str(stopped.value)
+    assert "the loss (negative ELBO) is nan at step 13 (epoch 2, batch 3)" in message
+    assert "checkpoint.npz keeps the state after epoch 1" in message
+    assert load_checkpoint(tmp_path / "checkpoint.npz").state.epoch == 1
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_non_finite_gradient_stops_training(tmp_path, digits, monkeypatch):
+    negative_elbo = VAE.negative_elbo
+
+    def with_infinite_slope(self, *args, **kwargs):  # + sqrt(0·w): adds 0 to the loss, 0·∞ = nan to the gradient
+        return negative_elbo(self, *args, **kwargs) + sqrt(self.decoder.layers[0].weight * 0.0).sum()
+
+    monkeypatch.setattr(VAE, "negative_elbo", with_infinite_slope)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match="gradient of decoder.* non-finite .*step 1 "
+                                                                          r"\(epoch 1, batch 1\).*no checkpoint.npz"):
+        run(TINY, tmp_path, digits)
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_checkpoint(tmp_path, digits):
+    run(TrainConfig(**{**TINY.to_json(), "epochs": 1}), tmp_path, digits)
+    with pytest.raises(CheckpointError, match=r"latent_dim=3 \(the checkpoint has 2\)"):
+        run(TrainConfig(**{**TINY.to_json(), "latent_dim": 3}), tmp_path, digits, resume=True)
+    with pytest.raises(CheckpointError, match="already holds checkpoint.npz"):
+        run(TINY, tmp_path, digits)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip archive", "truncated", "no meta"])
+def test_unreadable_checkpoints_are_reported(tmp_path, digits, content):
+    path = tmp_path / "checkpoint.npz"
+    if content == "truncated":
+        run(TrainConfig(**{**TINY.to_json(), "epochs": 1}), tmp_path, digits)
+        path.write_bytes(path.read_bytes()[:1000])
+    elif content == "no meta":
+        np.savez(path, weights=np.zeros(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a readable minivae checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.npz")
+
+
+def test_held_out_loss_uses_a_fixed_evaluation_generator(digits):
+    model = VAE(784, (16,), 2, rng=0)
+    targets = digits.test_images
+    first = training.held_out_negative_elbo(model, targets, TINY)
+    assert first == training.held_out_negative_elbo(model, targets, TINY)
+    with pytest.raises(AssertionError):
+        assert first == training.held_out_negative_elbo(model, targets, TrainConfig(**{**TINY.to_json(), "seed": 9}))
+    manual = model.negative_elbo(Tensor(targets), training.generator(TINY.seed, "evaluation"), reduction="none")
+    assert first == pytest.approx(float(manual.data.mean()), rel=1e-6)
+
+
+def test_sample_checkpoint_writes_a_grid(tmp_path, digits):
+    run(TrainConfig(**{**TINY.to_json(), "epochs": 1}), tmp_path, digits)
+    path = sample_checkpoint(tmp_path / "checkpoint.npz", n=10, out=tmp_path / "ten.png", seed=1)
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    assert (width, height) == (4 * 30 + 2, 3 * 30 + 2)
+
+
+@pytest.mark.parametrize("bad, message", [({"epochs": 0}, "epochs"), ({"hidden": ()}, "hidden"),
+                                          ({"lr": float("nan")}, "lr"), ({"estimator": "exact"}, "estimator"),
+                                          ({"seed": -1}, "seed"), ({"batch_size": 2.5}, "batch_size")])
+def test_train_config_rejects_bad_settings(bad, message):
+    with pytest.raises(ValueError, match=f"TrainConfig: {message}"):
+        TrainConfig(**bad)
