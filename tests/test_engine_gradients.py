@@ -4,6 +4,8 @@ keeps float32 and float64 through its forward and its gradient.
 Each case maps a dtype to a strategy of ``(fn, inputs)``; the inputs are drawn in that dtype from
 the domain where the op is smooth (``minivae.testing``).
 """
+from functools import partial
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -23,9 +25,14 @@ def assert_dtype_preserved(fn, inputs, dtype):
             assert x.grad.dtype == dtype and x.grad.shape == x.shape
 
 
-def unary(fn, arrays=mvt.float_arrays, shapes=mvt.shapes()):
+def draw_tensors(draw, shapes, dtype, arrays=mvt.float_arrays):
+    """One tensor requiring grad per shape (a tuple or a strategy), drawn from ``arrays``."""
+    return [draw(mvt.tensors(arrays(shape, dtype))) for shape in shapes]
+
+
+def unary(fn, arrays=mvt.float_arrays):
     """Case: fn of one tensor drawn from ``arrays``."""
-    return lambda dtype: mvt.tensors(arrays(shapes, dtype), name="x").map(lambda x: (fn, [x]))
+    return lambda dtype: mvt.tensors(arrays(mvt.shapes(), dtype), name="x").map(lambda x: (fn, [x]))
 
 
 def binary(fn, x_arrays=mvt.float_arrays, y_arrays=mvt.float_arrays):
@@ -33,74 +40,75 @@ def binary(fn, x_arrays=mvt.float_arrays, y_arrays=mvt.float_arrays):
     @st.composite
     def case(draw, dtype):
         x_shape, y_shape = draw(mvt.broadcastable_shapes(2))
-        return fn, [draw(mvt.tensors(x_arrays(x_shape, dtype), name="x")),
-                    draw(mvt.tensors(y_arrays(y_shape, dtype), name="y"))]
+        return fn, draw_tensors(draw, [x_shape], dtype, x_arrays) + draw_tensors(draw, [y_shape], dtype, y_arrays)
     return case
 
 
 @st.composite
 def matmul_case(draw, dtype, max_batch_dims):
-    x_shape, y_shape = draw(mvt.matmul_shapes(max_batch_dims))
-    return mv.matmul, [draw(mvt.tensors(mvt.float_arrays(shape, dtype))) for shape in (x_shape, y_shape)]
+    return mv.matmul, draw_tensors(draw, draw(mvt.matmul_shapes(max_batch_dims)), dtype)
 
 
 @st.composite
 def linear_case(draw, dtype):
     batch, n_in, n_out = draw(st.tuples(*[st.integers(1, 4)] * 3))
-    shapes = [(batch, n_in), (n_out, n_in), (n_out,)]
-    return mv.linear, [draw(mvt.tensors(mvt.float_arrays(shape, dtype))) for shape in shapes]
+    return mv.linear, draw_tensors(draw, [(batch, n_in), (n_out, n_in), (n_out,)], dtype)
 
 
 @st.composite
 def where_case(draw, dtype):
-    condition_shape, x_shape, y_shape = draw(mvt.broadcastable_shapes(3))
-    condition = draw(hnp.arrays(bool, condition_shape))
-    x, y = (draw(mvt.tensors(mvt.float_arrays(shape, dtype))) for shape in (x_shape, y_shape))
-    return mv.where, [condition, x, y]
+    condition_shape, *shapes = draw(mvt.broadcastable_shapes(3))
+    return mv.where, [draw(hnp.arrays(bool, condition_shape))] + draw_tensors(draw, shapes, dtype)
 
 
 @st.composite
 def separated_case(draw, dtype, fn):
-    x, y = draw(mvt.separated_pairs(mvt.broadcastable_shapes(2), dtype))
-    return fn, [mv.Tensor(x, requires_grad=True), mv.Tensor(y, requires_grad=True)]
+    pair = draw(mvt.separated_pairs(mvt.broadcastable_shapes(2), dtype))
+    return fn, [mv.Tensor(a, requires_grad=True) for a in pair]
 
 
 def reduction(op, arrays=mvt.float_arrays):
     """Case: op over a drawn axis (None, one, several, negative) with or without keepdims."""
     @st.composite
     def case(draw, dtype):
-        x = draw(mvt.tensors(arrays(mvt.shapes(min_dims=1), dtype)))
-        axis, keepdims = draw(mvt.reduction_axes(x.ndim)), draw(st.booleans())
-        return (lambda t: op(t, axis=axis, keepdims=keepdims)), [x]
+        [x] = draw_tensors(draw, [mvt.shapes(min_dims=1)], dtype, arrays)
+        return partial(op, axis=draw(mvt.reduction_axes(x.ndim)), keepdims=draw(st.booleans())), [x]
     return case
 
 
 @st.composite
 def reshape_case(draw, dtype):
-    x = draw(mvt.tensors(mvt.float_arrays(mvt.shapes(), dtype)))
+    [x] = draw_tensors(draw, [mvt.shapes()], dtype)
     target = draw(st.sampled_from([(x.size,), (-1,), x.shape[::-1], (1, *x.shape), (x.size, 1)]))
-    return (lambda t: t.reshape(target)), [x]
+    return partial(mv.reshape, shape=target), [x]
 
 
 @st.composite
 def transpose_case(draw, dtype):
-    x = draw(mvt.tensors(mvt.float_arrays(mvt.shapes(), dtype)))
-    axes = [a - draw(st.sampled_from([0, x.ndim])) for a in draw(st.permutations(range(x.ndim)))]
-    return (lambda t: t.transpose(*axes)), [x]
+    [x] = draw_tensors(draw, [mvt.shapes()], dtype)
+    axes = tuple(a - draw(st.sampled_from([0, x.ndim])) for a in draw(st.permutations(range(x.ndim))))
+    return partial(mv.transpose, axes=axes), [x]
 
 
 @st.composite
 def basic_index_case(draw, dtype):
-    x = draw(mvt.tensors(mvt.float_arrays(mvt.shapes(min_dims=1), dtype)))
-    index = draw(hnp.basic_indices(x.shape, allow_newaxis=True))
-    return (lambda t: t[index]), [x]
+    [x] = draw_tensors(draw, [mvt.shapes(min_dims=1)], dtype)
+    return partial(mv.getitem, index=draw(hnp.basic_indices(x.shape, allow_newaxis=True))), [x]
 
 
 @st.composite
 def integer_index_case(draw, dtype):
-    x = draw(mvt.tensors(mvt.float_arrays(mvt.shapes(min_dims=1), dtype)))
-    index = draw(hnp.integer_array_indices(x.shape, result_shape=mvt.shapes(min_dims=1, max_dims=2, max_side=6)))
-    return (lambda t: t[index]), [x]
+    [x] = draw_tensors(draw, [mvt.shapes(min_dims=1)], dtype)
+    result_shapes = mvt.shapes(min_dims=1, max_dims=2, max_side=6)
+    return partial(mv.getitem, index=draw(hnp.integer_array_indices(x.shape, result_shape=result_shapes))), [x]
+
+
+def concatenate_all(*tensors, axis):
+    return mv.concatenate(tensors, axis=axis)
+
+
+def stack_all(*tensors, axis):
+    return mv.stack(tensors, axis=axis)
 
 
 @st.composite
@@ -109,15 +117,14 @@ def concatenate_case(draw, dtype):
     axis = draw(st.integers(-len(shape), len(shape) - 1))
     sides = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
     shapes = [shape[:axis % len(shape)] + (side,) + shape[axis % len(shape) + 1:] for side in sides]
-    return (lambda *ts: mv.concatenate(ts, axis=axis)), [draw(mvt.tensors(mvt.float_arrays(s, dtype))) for s in shapes]
+    return partial(concatenate_all, axis=axis), draw_tensors(draw, shapes, dtype)
 
 
 @st.composite
 def stack_case(draw, dtype):
     shape = draw(mvt.shapes())
     axis = draw(st.integers(-len(shape) - 1, len(shape)))
-    count = draw(st.integers(1, 3))
-    return (lambda *ts: mv.stack(ts, axis=axis)), [draw(mvt.tensors(mvt.float_arrays(shape, dtype))) for _ in range(count)]
+    return partial(stack_all, axis=axis), draw_tensors(draw, [shape] * draw(st.integers(1, 3)), dtype)
 
 
 @st.composite
@@ -126,7 +133,7 @@ def bce_case(draw, dtype):
     reduction_name = draw(st.sampled_from(["none", "sum", "mean"]))
     logits = draw(mvt.tensors(mvt.float_arrays(logits_shape, dtype), name="logits"))
     targets = draw(mvt.tensors(mvt.float_arrays(targets_shape, dtype, 0.0, 1.0), name="targets"))
-    return (lambda z, t: mv.binary_cross_entropy_with_logits(z, t, reduction=reduction_name)), [logits, targets]
+    return partial(mv.binary_cross_entropy_with_logits, reduction=reduction_name), [logits, targets]
 
 
 CASES = {
@@ -177,8 +184,9 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("dtype", mvt.FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("name", CASES)
-@given(data=st.data(), dtype=mvt.float_dtypes())
+@given(data=st.data())
 def test_op_gradient_matches_central_differences_and_keeps_dtype(name, data, dtype):
     fn, inputs = data.draw(CASES[name](dtype))
     assert_dtype_preserved(fn, inputs, dtype)
@@ -197,6 +205,14 @@ def test_boolean_mask_gradient_reaches_selected_elements_only():
     mask = np.array([[True, False, True], [False, False, True]])
     x[mask].sum().backward()
     np.testing.assert_array_equal(x.grad, mask.astype(float))
+
+
+def test_where_takes_any_truthy_condition():
+    condition = np.array([1.0, 0.0, 2.0])
+    x, y = mv.Tensor(np.ones(3), requires_grad=True), mv.Tensor(np.ones(3), requires_grad=True)
+    mv.where(condition, x, y).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(y.grad, [0.0, 1.0, 0.0])
 
 
 # ---------------------------------------------------------------- random programs of several ops
@@ -235,7 +251,8 @@ def run_program(program, final, x, y):
     return FINAL_STEPS[final](t)
 
 
-@given(shapes=mvt.broadcastable_shapes(2), dtype=mvt.float_dtypes(), data=st.data(),
+@pytest.mark.parametrize("dtype", mvt.FLOAT_DTYPES, ids=str)
+@given(shapes=mvt.broadcastable_shapes(2), data=st.data(),
        program=st.lists(st.sampled_from([*UNARY_STEPS, *BINARY_STEPS]), min_size=1, max_size=6),
        final=st.sampled_from(list(FINAL_STEPS)))
 def test_random_programs_of_ops_have_correct_gradients(shapes, dtype, data, program, final):

@@ -58,8 +58,8 @@ def test_an_input_the_graph_does_not_reach_is_caught():
 
 def test_a_nan_gradient_fails():
     x = mv.Tensor(np.array([0.0, 1.0]), requires_grad=True)
-    with pytest.raises(mv.GradcheckError, match="analytic nan"):
-        mv.gradcheck(lambda t: (t * 0).sqrt().sum(), x)
+    with pytest.raises(mv.GradcheckError, match="analytic nan"), np.errstate(divide="ignore", invalid="ignore"):
+        mv.gradcheck(lambda t: (t * 0).sqrt().sum(), x)  # d sqrt(0·t)/dt = 0 · 0.5/0
 
 
 @given(mvt.tensors(mvt.float_arrays(mvt.shapes(), np.float32)))

@@ -1,0 +1,92 @@
+"""Backward's bookkeeping: accumulation, resetting, no_grad, detach, and very long graphs."""
+import numpy as np
+import pytest
+
+import minivae as mv
+
+
+def test_a_tensor_used_twice_receives_both_gradients():
+    x = mv.Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    (x * x + x).sum().backward()  # d/dx (x² + x) = 2x + 1
+    np.testing.assert_array_equal(x.grad, 2 * x.data + 1)
+
+
+def test_a_shared_intermediate_passes_on_the_sum_of_its_gradients():
+    x = mv.Tensor(np.array([0.5, 1.5]), requires_grad=True)
+    a = x.exp()
+    (a * 3.0 + a * a).sum().backward()  # d/dx (3eˣ + e²ˣ) = 3eˣ + 2e²ˣ
+    np.testing.assert_allclose(x.grad, 3 * np.exp(x.data) + 2 * np.exp(2 * x.data))
+    assert a.grad is None  # only leaves keep a gradient
+
+
+def test_two_backward_calls_add_up_and_zero_grad_or_none_resets():
+    w = mv.Tensor(np.array([2.0, -1.0]), requires_grad=True)
+    loss = (w * w).sum()
+    loss.backward()
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, 2 * (2 * w.data))
+    w.zero_grad()
+    assert w.grad is None
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, 2 * w.data)
+    w.grad = None
+    (3 * w).sum().backward()
+    np.testing.assert_array_equal(w.grad, [3.0, 3.0])
+
+
+def test_constants_get_no_gradient_and_leaf_gradients_are_writable_and_unshared():
+    x = mv.Tensor(np.ones(3), requires_grad=True)
+    y = mv.Tensor(np.ones(3), requires_grad=True)
+    constant = mv.Tensor(np.ones(3))
+    (x + y + constant).sum().backward()
+    assert constant.grad is None and x.grad is not y.grad
+    x.grad += 1  # the sum's VJP is a read-only broadcast view: each leaf owns a copy
+    np.testing.assert_array_equal(y.grad, np.ones(3))
+
+
+def test_backward_takes_a_seed_for_a_non_scalar_tensor():
+    x = mv.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x * x).backward(np.array([10.0, 100.0]))
+    np.testing.assert_array_equal(x.grad, [20.0, 400.0])
+
+
+def test_no_grad_records_nothing_and_restores_the_previous_mode():
+    x = mv.Tensor(np.ones(2), requires_grad=True)
+    with mv.no_grad():
+        assert not mv.is_grad_enabled()
+        with mv.no_grad():
+            y = x * 2
+        z = y.exp()
+    assert mv.is_grad_enabled()
+    for t in (y, z):
+        assert not t.requires_grad and t.op is None and t.parents == ()
+    np.testing.assert_array_equal(y.data, [2.0, 2.0])
+
+
+def test_no_grad_as_decorator_and_after_an_exception():
+    @mv.no_grad()
+    def evaluate(t):
+        assert not mv.is_grad_enabled()
+        return t * t
+    x = mv.Tensor(np.ones(2), requires_grad=True)
+    assert not evaluate(x).requires_grad
+    with pytest.raises(ZeroDivisionError), mv.no_grad():
+        1 / 0
+    assert mv.is_grad_enabled() and (x * x).requires_grad
+
+
+def test_detach_shares_data_and_cuts_the_graph():
+    x = mv.Tensor(np.ones(2), requires_grad=True)
+    d = (x * 2).detach()
+    assert not d.requires_grad and d.op is None
+    (x * d).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+
+
+def test_backward_through_a_10000_op_chain():
+    x = mv.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0001 ** 10_000] * 2, rtol=1e-9)
