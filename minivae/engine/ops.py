@@ -49,9 +49,10 @@ class Op:
         if self.n_inputs is not None and len(args) != self.n_inputs:
             raise TypeError(f"{self.name}: takes {self.n_inputs} tensor argument(s), got {len(args)}; "
                             f"pass {', '.join(self.static) or 'no other parameters'} by keyword")
+        unknown = params.keys() - set(self.static)
         params = {**self.defaults, **params}
-        if params.keys() != set(self.static):
-            raise TypeError(f"{self.name}: parameters {sorted(params)} given, {self.static} expected")
+        if unknown or params.keys() != set(self.static):
+            raise TypeError(f"{self.name}: takes the parameters {self.static}, got {sorted(unknown or params)}")
         tensors = as_tensors(self.name, args)
         arrays = [t.data for t in tensors]
         try:
@@ -79,7 +80,11 @@ def primitive(forward=None, *, variadic: bool = False):
 
 
 def as_tensors(name: str, args) -> list:
-    """Wrap every argument as a Tensor; scalars take the dtype of the floating tensors around them."""
+    """Wrap every argument as a Tensor.
+
+    Numbers and integer arrays take the dtype of the floating tensors among the arguments, so that
+    the result keeps it; booleans stay booleans.
+    """
     dtype = None
     for a in args:
         data = a.data if isinstance(a, Tensor) else a
@@ -91,14 +96,13 @@ def as_tensors(name: str, args) -> list:
                                 f"convert one explicitly with .astype")
     tensors = []
     for a in args:
-        if isinstance(a, Tensor):
-            tensors.append(a)
-        elif isinstance(a, np.ndarray):
-            tensors.append(Tensor(a))
-        elif isinstance(a, (numbers.Number, np.generic)):
-            tensors.append(Tensor(np.asarray(a, dtype=dtype if dtype is not None and not isinstance(a, (bool, np.bool_)) else None)))
-        else:
+        if not isinstance(a, (Tensor, np.ndarray, numbers.Number, np.generic)):
             raise TypeError(f"{name}: expected a Tensor, an ndarray or a number, got {type(a).__name__}")
+        data = a.data if isinstance(a, Tensor) else np.asarray(a)
+        if dtype is not None and data.dtype != dtype and data.dtype.kind in "iuf":
+            tensors.append(Tensor(data.astype(dtype)))
+        else:
+            tensors.append(a if isinstance(a, Tensor) else Tensor(data))
     return tensors
 
 

@@ -160,7 +160,7 @@ class Tensor:
                     continue
                 pg = node.op.vjp(i, g, node.data, arrays, node.params)
                 if pg.shape != parent.shape:
-                    pg = unbroadcast(pg, parent.shape)
+                    pg = unbroadcast(pg, parent.shape, f"{node.op.name} (argument {i})")
                 previous = grads.get(id(parent))
                 grads[id(parent)] = pg if previous is None else previous + pg
 
@@ -204,9 +204,11 @@ class Tensor:
         return _ops.transpose(self)
 
 
-def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+def unbroadcast(grad: np.ndarray, shape: tuple, where: str = "unbroadcast") -> np.ndarray:
     """Sum ``grad`` over the axes that broadcasting added or stretched to reach it from ``shape``."""
     extra = grad.ndim - len(shape)
+    if extra < 0 or any(n != 1 and n != m for n, m in zip(shape, grad.shape[extra:])):
+        raise RuntimeError(f"{where}: a gradient of shape {grad.shape} cannot belong to a tensor of shape {shape}")
     axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
