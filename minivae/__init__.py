@@ -9,6 +9,8 @@ from .gradcheck import gradcheck, GradcheckError
 from . import distributions, nn, optim
 from .optim import Adam, SGD
 from .vae import VAE
+from . import estimators, linear_gaussian
+from .estimators import score_function_gradient, reparameterization_gradient
 from .data import load_mnist, download_mnist
 
 __version__ = "0.1.0"
