@@ -23,6 +23,9 @@ from hypothesis.extra import numpy as hnp
 
 from .engine import Tensor
 
+__all__ = ["FLOAT_DTYPES", "float_dtypes", "shapes", "broadcastable_shapes", "matmul_shapes", "reduction_axes",
+           "float_arrays", "positive_arrays", "nonzero_arrays", "distinct_arrays", "separated_pairs", "tensors"]
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
