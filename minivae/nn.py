@@ -10,7 +10,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from .engine import Tensor, linear, relu, sigmoid, softplus, tanh
+from .engine import Tensor, relu, sigmoid, softplus, tanh
+from .engine.fused import dense
 
 
 def as_generator(rng, name: str = "rng") -> np.random.Generator:
@@ -166,17 +167,14 @@ class Linear(Module):
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
         self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x, relu: bool = False) -> Tensor:
+        """x Wᵀ + b; with ``relu``, max(x Wᵀ + b, 0) in the same fused op (``dense``)."""
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected an input whose last "
                              f"dimension is {self.in_features}, got shape {x.shape}")
         bias = self.bias if self.bias is not None else np.zeros(self.out_features, self.weight.dtype)
-        if x.ndim == 2:
-            return linear(x, self.weight, bias)
-        batch_shape = x.shape[:-1]
-        y = linear(x.reshape(-1, self.in_features), self.weight, bias)
-        return y.reshape(*batch_shape, self.out_features)
+        return dense(x, self.weight, bias, relu=relu)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -195,8 +193,12 @@ class Sequential(Module):
         return ((str(i), module) for i, module in enumerate(self.layers))
 
     def forward(self, x):
-        for module in self.layers:
-            x = module(x)
+        """The modules in order; a Linear followed by a ReLU runs as one fused op (``Linear.forward(x, relu=True)``)."""
+        layers, i = self.layers, 0
+        while i < len(layers):
+            fused = isinstance(layers[i], Linear) and i + 1 < len(layers) and isinstance(layers[i + 1], ReLU)
+            x = layers[i](x, relu=True) if fused else layers[i](x)
+            i += 2 if fused else 1
         return x
 
     def __getitem__(self, i: int) -> Module:

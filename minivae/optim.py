@@ -5,8 +5,8 @@ velocity), and saves them with its hyper-parameters in a flat ``dict[str, np.nda
 ``"step"`` (one count per parameter), one 0-d array per hyper-parameter, and ``"<buffer>.<i>"``
 for parameter ``i``, so the dict can be written to an ``.npz`` file as it is.
 
-The per-parameter updates, ``adam_update`` and ``sgd_update``, are plain functions of ndarrays
-that work in place and keep every dtype.
+The per-parameter updates, ``adam_update`` (a compiled kernel of ``minivae.kernels``) and
+``sgd_update``, are plain functions of ndarrays that work in place and keep every dtype.
 """
 from __future__ import annotations
 
@@ -15,23 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .engine import Tensor
-
-
-def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay) -> None:
-    """One step of Adam (Kingma & Ba, Algorithm 1) on one parameter, in place on ``param``, ``m``, ``v``.
-
-    g ← grad + weight_decay·θ;  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
-    m̂ = m / (1 − β₁ᵗ);  v̂ = v / (1 − β₂ᵗ);  θ ← θ − α·m̂ / (√v̂ + ε),  with t = ``step`` ≥ 1.
-    """
-    if weight_decay != 0.0:
-        grad = grad + weight_decay * param
-    m *= beta1
-    m += (1.0 - beta1) * grad
-    v *= beta2
-    v += (1.0 - beta2) * grad * grad
-    m_hat = m / (1.0 - beta1 ** step)
-    v_hat = v / (1.0 - beta2 ** step)
-    param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+from .kernels import adam_update
 
 
 def sgd_update(param, grad, velocity, lr, momentum, weight_decay) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine import Tensor, binary_cross_entropy_with_logits, sigmoid
+from ..engine import Tensor, sigmoid
+from ..engine.fused import bce_with_logits_sum
 from ..nn import as_float_tensor, as_generator
 from .gaussian import check_event_size
 
@@ -30,7 +31,7 @@ class Bernoulli:
         """
         x = as_float_tensor(x, "Bernoulli.log_prob", "x", dtype=self.logits.dtype)
         check_event_size("Bernoulli.log_prob", "x", x.shape, self.logits.shape[-1])
-        return -binary_cross_entropy_with_logits(self.logits, x, reduction="none").sum(axis=-1)
+        return -bce_with_logits_sum(self.logits, x)
 
     def sample(self, rng) -> Tensor:
         """Draws of 0s and 1s in the logits' dtype (no graph)."""

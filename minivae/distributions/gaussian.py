@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import Tensor, exp, no_grad
+from ..engine.fused import gaussian_kl, reparameterize
 from ..nn import as_float_tensor, as_generator, is_positive_int
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -55,7 +56,7 @@ class DiagonalGaussian:
             raise ValueError(f"{type(self).__name__}.rsample: samples must be a positive int or None, got {samples!r}")
         shape = self.mu.shape if samples is None else (samples, *self.mu.shape)
         eps = as_generator(rng, f"{type(self).__name__}.rsample").standard_normal(shape, dtype=self.mu.dtype)
-        return self.mu + self.std * eps
+        return reparameterize(self.mu, self.logvar, eps)
 
     def sample(self, rng, samples: int | None = None) -> Tensor:
         """Like ``rsample``, without recording a graph."""
@@ -80,7 +81,7 @@ class DiagonalGaussian:
         ½ Σ_j [log s_j² − logvar_j + (σ_j² + (mu_j − m_j)²) / s_j² − 1].
         """
         if other is None:
-            return -0.5 * (1.0 + self.logvar - self.mu * self.mu - exp(self.logvar)).sum(axis=-1)
+            return gaussian_kl(self.mu, self.logvar)
         if not isinstance(other, DiagonalGaussian):
             raise TypeError(f"{type(self).__name__}.kl_divergence: other must be a DiagonalGaussian or None, "
                             f"got {type(other).__name__}")

@@ -1,0 +1,72 @@
+"""Which implementation the kernels run: the Numba-compiled one or its plain NumPy reference.
+
+The backend is read once, at import, from the environment variable ``MINIVAE_KERNELS`` ("numba",
+the default, or "numpy"), and can be switched at run time with ``use``. The switch is global to
+the process (not per thread).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import numba
+
+BACKENDS = ("numba", "numpy")
+ENV_VAR = "MINIVAE_KERNELS"
+
+FAST_ARITHMETIC = ("nsz", "arcp", "contract", "reassoc")
+"""fastmath flags that let LLVM reorder and fuse arithmetic (and so vectorize reductions) while
+keeping inf/NaN semantics and exact library calls: no ``nnan``, ``ninf`` or ``afn``."""
+
+
+def _checked(backend: str, where: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"{where}: unknown kernel backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+_active = _checked(os.environ.get(ENV_VAR, "numba").strip().lower() or "numba", f"{ENV_VAR} (environment)")
+
+
+def active() -> str:
+    """The backend the kernels run on now: "numba" or "numpy"."""
+    return _active
+
+
+@contextlib.contextmanager
+def use(backend: str):
+    """Run every kernel on ``backend`` ("numba" or "numpy") inside the ``with`` block."""
+    global _active
+    previous, _active = _active, _checked(backend, "minivae.kernels.use")
+    try:
+        yield
+    finally:
+        _active = previous
+
+
+def jit(fastmath=False):
+    """``numba.njit`` with the kernels' common options.
+
+    ``cache=True`` keeps the machine code on disk, so a new process does not compile again;
+    ``error_model="numpy"`` lets a float division be a plain (vectorizable) instruction;
+    ``nogil`` lets other Python threads run meanwhile. No ``parallel=True``: on two cores the
+    compiled kernels' threads and OpenBLAS's threads oversubscribe them (see benchmarks/README.md).
+    """
+    return numba.njit(cache=True, nogil=True, error_model="numpy",
+                      fastmath=set(fastmath) if isinstance(fastmath, tuple) else fastmath)
+
+
+def kernel(reference):
+    """Decorator pairing a fast implementation with its NumPy ``reference`` as one kernel.
+
+    The result calls whichever the active backend selects; ``.numba`` and ``.numpy`` reach each
+    implementation directly (for benchmarks).
+    """
+    def pair(fast):
+        @functools.wraps(getattr(fast, "py_func", fast))
+        def dispatch(*args):
+            return fast(*args) if _active == "numba" else reference(*args)
+        dispatch.numba, dispatch.numpy = fast, reference
+        return dispatch
+    return pair
