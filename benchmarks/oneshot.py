@@ -1,0 +1,103 @@
+"""One-off measurements in a fresh process, printed as JSON: ``python -m benchmarks.oneshot MODE``.
+
+- ``first-step``: import minivae, build the model, run one step; the wall-clock time (``time.time``)
+  when the step finished, and how long the import and the step took. With a fresh
+  NUMBA_CACHE_DIR the step includes compiling the kernels.
+- ``profile STEPS``: where a minivae step's time goes: every op's forward and VJPs and the Adam
+  updates, timed by wrapping ``Op.__call__``, ``Op.vjp`` and ``Adam.update``, in µs per step
+  (the wrapping itself adds about a microsecond per call).
+- ``epoch CONTENDER EXAMPLES``: one epoch of batch-128 steps over EXAMPLES binary images with
+  ``minivae`` (kernels from MINIVAE_KERNELS) or ``torch``; peak resident memory after
+  the imports, after making the data and the model, after the first step and after the epoch.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory: VmHWM where /proc has it, else ru_maxrss.
+
+    Linux's ru_maxrss survives exec, so a child started by a large parent would report the
+    parent's size; VmHWM belongs to the process's own memory map.
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def first_step() -> dict:
+    start = time.perf_counter()
+    from . import contenders
+    imported = time.perf_counter()
+    contenders.minivae_step()()
+    return {"import_s": imported - start, "first_step_s": time.perf_counter() - imported, "finished_at": time.time()}
+
+
+def epoch(contender: str, examples: int, batch: int = 128) -> dict:
+    from . import contenders
+    if contender == "torch":
+        import torch  # noqa: F401  (its import counts with the imports)
+    imported = peak_rss_mib()
+    data = contenders.batch_of(examples, 784)
+    step = contenders.minivae_trainer() if contender == "minivae" else contenders.torch_trainer()
+    ready = peak_rss_mib()
+    start = time.perf_counter()
+    step(data[:batch])
+    first_step = peak_rss_mib()  # with the compiled kernels loaded
+    for first in range(batch, examples, batch):
+        step(data[first:first + batch])
+    return {"seconds": time.perf_counter() - start, "rss_after_imports_mib": imported,
+            "rss_with_data_and_model_mib": ready, "rss_after_first_step_mib": first_step,
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def profile(steps: int) -> dict:
+    from collections import defaultdict
+
+    from minivae.engine.ops import Op
+    from minivae.optim import Adam
+
+    from . import contenders
+    step = contenders.minivae_step()
+    for _ in range(20):
+        step()
+    spent = defaultdict(float)
+
+    def timing(label, method):
+        def timed(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                spent[label(self, args)] += time.perf_counter() - start
+        return timed
+
+    Op.__call__ = timing(lambda op, args: f"forward {op.name}", Op.__call__)
+    Op.vjp = timing(lambda op, args: f"vjp {op.name} (argument {args[0]})", Op.vjp)
+    Adam.update = timing(lambda optimizer, args: "adam update (all parameters)", Adam.update)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    total = time.perf_counter() - start
+    per_step = {label: seconds / steps for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1])}
+    per_step["everything else (graph walk, gradient sums, Python)"] = total / steps - sum(per_step.values())
+    return {"step_s": total / steps, "parts_s": per_step}
+
+
+if __name__ == "__main__":
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "first-step":
+        result = first_step()
+    elif mode == "profile":
+        result = profile(int(args[0]))
+    else:
+        result = epoch(args[0], int(args[1]))
+    print(json.dumps(result))
