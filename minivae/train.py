@@ -71,6 +71,8 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.data_dir is not None:  # absolute, so that a resume from another directory finds it
+            object.__setattr__(self, "data_dir", str(Path(self.data_dir).resolve()))
         for name in ("epochs", "batch_size", "latent_dim", "samples"):
             if not _is_int(getattr(self, name), 1):
                 raise ValueError(f"TrainConfig: {name} must be an int >= 1, got {getattr(self, name)!r}")
@@ -374,11 +376,12 @@ def _train_epoch(config, images, model, optimizer, rng, state: RunState, progres
 def _step(model, optimizer, parameters, x, rng, config, state: RunState) -> float:
     """One optimizer step on batch ``x``; its loss, after checking the loss and gradients are finite."""
     optimizer.zero_grad()
-    loss = model.negative_elbo(Tensor(x), rng, config.samples, config.estimator)
-    value = float(loss.data)
-    if not math.isfinite(value):
-        raise TrainingDiverged(_divergence(f"the loss (negative ELBO) is {value}", state))
-    loss.backward()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite values are reported below
+        loss = model.negative_elbo(Tensor(x), rng, config.samples, config.estimator)
+        value = float(loss.data)
+        if not math.isfinite(value):
+            raise TrainingDiverged(_divergence(f"the loss (negative ELBO) is {value}", state))
+        loss.backward()
     for name, parameter in parameters:
         if parameter.grad is not None and not np.isfinite(parameter.grad).all():
             raise TrainingDiverged(_divergence(f"the gradient of {name} has non-finite values (loss {value:.4g})",
