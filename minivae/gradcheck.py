@@ -85,7 +85,9 @@ def _compare(i: int, x: Tensor, analytic: np.ndarray, numeric: np.ndarray, atol:
         raise GradcheckError(f"gradcheck: gradient of {label} has shape {analytic.shape}, "
                              f"the input has shape {x.shape}")
     difference = np.abs(analytic - numeric)
-    excess = difference / (atol + rtol * np.abs(numeric))
+    allowed = atol + rtol * np.abs(numeric)
+    with np.errstate(divide="ignore", invalid="ignore"):  # atol = 0 with a numeric 0: allowed is 0
+        excess = np.where(difference <= allowed, 0.0, difference / allowed)
     excess = np.where(np.isnan(excess), np.inf, excess)
     if not (excess > 1).any():
         return

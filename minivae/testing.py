@@ -58,7 +58,7 @@ def reduction_axes(ndim: int) -> st.SearchStrategy:
     Axes may be negative.
     """
     one_axis = st.integers(-ndim, ndim - 1) if ndim else st.nothing()
-    return st.one_of(st.none(), one_axis, hnp.valid_tuple_axes(ndim, min_size=1))
+    return st.one_of(st.none(), one_axis, hnp.valid_tuple_axes(ndim, min_size=1) if ndim else st.nothing())
 
 
 def float_arrays(shape, dtype=np.float64, low: float = -3.0, high: float = 3.0) -> st.SearchStrategy:

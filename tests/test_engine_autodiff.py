@@ -90,3 +90,25 @@ def test_backward_through_a_10000_op_chain():
         y = y * 1.0001
     y.sum().backward()
     np.testing.assert_allclose(x.grad, [1.0001 ** 10_000] * 2, rtol=1e-9)
+
+
+def test_the_seed_is_copied_and_a_zero_d_leaf_gets_an_ndarray():
+    x = mv.Tensor(np.ones(3), requires_grad=True)
+    seed = np.ones(3)
+    (x + 1.0).backward(seed)
+    seed[0] = 99.0
+    np.testing.assert_array_equal(x.grad, [1.0, 1.0, 1.0])
+    s = mv.Tensor(np.array(0.5, np.float32), requires_grad=True)
+    (s * s).backward()
+    (s * s).backward()
+    assert isinstance(s.grad, np.ndarray) and s.grad.dtype == np.float32 and s.grad == 2.0
+
+
+def test_one_no_grad_instance_can_be_entered_again_inside_itself():
+    quiet = mv.no_grad()
+
+    @quiet
+    def depth(n):
+        return depth(n - 1) if n else mv.is_grad_enabled()
+    assert depth(2) is False
+    assert mv.is_grad_enabled()

@@ -103,3 +103,10 @@ def test_repr_shows_shape_dtype_origin_and_name():
     assert repr(w) == "Tensor(shape=(2, 3), dtype=float32, leaf, requires_grad=True, name='w')"
     assert repr(w.sum(axis=0)) == "Tensor(shape=(3,), dtype=float32, op=sum, requires_grad=True)"
     assert repr(mv.Tensor(1.0)) == "Tensor(shape=(), dtype=float64, leaf)"
+
+
+def test_numpy_index_and_type_errors_are_restated_with_the_op_name():
+    with pytest.raises(IndexError, match=r"getitem: cannot apply to shapes \(3,\): index 3 is out of bounds"):
+        mv.Tensor(np.ones(3))[3]
+    with pytest.raises(TypeError, match=r"sum: cannot apply to shapes \(3,\)"):
+        mv.sum(mv.Tensor(np.ones(3)), axis=1.5)

@@ -175,3 +175,37 @@ def test_bce_with_logits_sum_broadcasts_targets_either_way(backend):
         expected, (expected_grad,) = values_and_gradients(lambda z: generic_bce_sum(z, targets), [logits.data])
         np.testing.assert_allclose(value, expected, rtol=1e-12)
         np.testing.assert_allclose(grad, expected_grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_the_same_seed_twice_gives_fresh_gradients_that_the_caller_may_change(backend):
+    x = mv.Tensor(np.ones((2, 3)))
+    w, b = mv.Tensor(np.ones((4, 3)), requires_grad=True), mv.Tensor(np.zeros(4), requires_grad=True)
+    seed = np.ones((2, 4))
+    with kernels.use(backend):
+        y = dense(x, w, b)
+        y.backward(seed)
+        b.grad *= 0.5  # the caller owns b.grad: this must not leak into the next backward pass
+        b.zero_grad()
+        y.backward(seed)
+    np.testing.assert_array_equal(b.grad, [2.0, 2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_fused_gaussian_ops_take_arrays_in_any_memory_order(backend):
+    rng = np.random.default_rng(5)
+    mu, logvar = (mv.Tensor(np.asfortranarray(rng.standard_normal((2, 4, 3))), requires_grad=True) for _ in range(2))
+    eps = np.transpose(rng.standard_normal((3, 4, 2)), (2, 1, 0))
+    with kernels.use(backend):
+        assert mv.gradcheck(gaussian_kl, mu, logvar)
+        assert mv.gradcheck(lambda m, v: reparameterize(m, v, eps), mu, logvar)
+        np.testing.assert_allclose(reparameterize(mu, logvar, eps).data, mu.data + np.exp(0.5 * logvar.data) * eps)
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_an_empty_batch_gives_empty_fused_results(backend):
+    empty = np.zeros((0, 3), np.float32)
+    with kernels.use(backend):
+        assert reparameterize(empty, empty, np.zeros((2, 0, 3), np.float32)).shape == (2, 0, 3)
+        assert gaussian_kl(empty, empty).shape == (0,)
+        assert bce_with_logits_sum(np.zeros((2, 0, 3), np.float32), empty).shape == (2, 0)

@@ -1,8 +1,6 @@
 """Independent Bernoulli variables: the VAE's likelihood p(x|z) for intensities in [0, 1]."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..engine import Tensor, sigmoid
 from ..engine.fused import bce_with_logits_sum
 from ..nn import as_float_tensor, as_generator

@@ -40,12 +40,17 @@ class SavingOp(Op):
     def __call__(self, *args, **params):
         return super().__call__(*args, saved=SimpleNamespace(), **params)
 
+    def vjps_done(self, params: dict) -> None:
+        """Forget what ``shared`` kept for this backward pass: the next one recomputes it."""
+        params["saved"].__dict__.pop("for_gradient", None)
+        params["saved"].__dict__.pop("result", None)
+
 
 def shared(saved: SimpleNamespace, g: np.ndarray, compute):
     """``compute()`` once per backward pass through this node, identified by its output gradient ``g``.
 
     The first VJP to ask computes and keeps the result with ``g``; its sibling VJPs, called with
-    that same ``g``, reuse it. A later backward pass brings a new ``g`` and recomputes.
+    that same ``g``, reuse it; ``SavingOp.vjps_done`` forgets it when they have all run.
     """
     if getattr(saved, "for_gradient", None) is not g:
         saved.for_gradient, saved.result = g, compute()
@@ -135,9 +140,9 @@ def reparameterize(mu, logvar, eps, *, saved):
     if eps.shape[eps.ndim - mu.ndim:] != mu.shape or eps.ndim > mu.ndim + 1:
         raise ValueError(f"reparameterize: eps of shape {eps.shape} for mu of shape {mu.shape}; expected "
                          f"{mu.shape} or (samples, *{mu.shape})")
-    d = mu.shape[-1]
-    z, saved.std = np.empty_like(eps), np.empty_like(mu)
-    eps_3d = eps.reshape(-1, mu.size // d, d)
+    d, samples = mu.shape[-1], eps.shape[0] if eps.ndim > mu.ndim else 1
+    z, saved.std = np.empty(eps.shape, eps.dtype), np.empty(mu.shape, mu.dtype)
+    eps_3d = eps.reshape(samples, mu.size // d, d)
     kernels.reparameterize(mu.reshape(-1, d), logvar.reshape(-1, d), eps_3d, z.reshape(eps_3d.shape),
                            saved.std.reshape(-1, d))
     return z
@@ -145,9 +150,9 @@ def reparameterize(mu, logvar, eps, *, saved):
 
 def _reparameterize_logvar_grad(g, eps, std):
     """Σ over the samples of ½ g·ε·σ, in log σ²'s shape."""
-    d = std.shape[-1]
-    grad = np.empty_like(std)
-    shape_3d = (-1, std.size // d, d)
+    d, samples = std.shape[-1], g.shape[0] if g.ndim > std.ndim else 1
+    grad = np.empty(std.shape, std.dtype)
+    shape_3d = (samples, std.size // d, d)
     kernels.reparameterize_backward(g.reshape(shape_3d), std.reshape(-1, d), eps.reshape(shape_3d),
                                     grad.reshape(-1, d))
     return grad
@@ -163,7 +168,7 @@ def gaussian_kl(mu, logvar, *, saved):
     """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_j μ_j² + σ_j² - 1 - log σ_j², over the last axis; saves σ²."""
     _check_gaussian("gaussian_kl", mu, logvar)
     d = mu.shape[-1]
-    kl, saved.var = np.empty(mu.shape[:-1], mu.dtype), np.empty_like(mu)
+    kl, saved.var = np.empty(mu.shape[:-1], mu.dtype), np.empty(mu.shape, mu.dtype)
     kernels.gaussian_kl_rows(mu.reshape(-1, d), logvar.reshape(-1, d), kl.reshape(-1), saved.var.reshape(-1, d))
     return kl
 
@@ -172,7 +177,7 @@ def _kl_grads(g, mu, saved):
     """(∂/∂μ, ∂/∂ log σ²) of Σ g·KL, both in one pass, once per backward pass."""
     def compute():
         d = mu.shape[-1]
-        grad_mu, grad_logvar = np.empty_like(mu), np.empty_like(mu)
+        grad_mu, grad_logvar = np.empty(mu.shape, mu.dtype), np.empty(mu.shape, mu.dtype)
         kernels.gaussian_kl_backward(g.reshape(-1), mu.reshape(-1, d), saved.var.reshape(-1, d),
                                      grad_mu.reshape(-1, d), grad_logvar.reshape(-1, d))
         return grad_mu, grad_logvar

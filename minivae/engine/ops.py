@@ -45,6 +45,9 @@ class Op:
             return vjp(i, g, ans, *arrays, **params)
         return vjp(g, ans, *arrays, **params)
 
+    def vjps_done(self, params: dict) -> None:
+        """Called by ``backward`` once all the VJPs of one node have run; nothing to do for a plain op."""
+
     def __call__(self, *args, **params) -> Tensor:
         if self.n_inputs is not None and len(args) != self.n_inputs:
             raise TypeError(f"{self.name}: takes {self.n_inputs} tensor argument(s), got {len(args)}; "
@@ -57,11 +60,12 @@ class Op:
         arrays = [t.data for t in tensors]
         try:
             out = self.forward(*arrays, **params)
-        except ValueError as err:  # NumPy's shape errors, restated with the op's name
+        except (ValueError, IndexError, TypeError) as err:  # NumPy's errors, restated with the op's name
             if str(err).startswith(f"{self.name}:"):
                 raise
             shapes = ", ".join(str(a.shape) for a in arrays)
-            raise ValueError(f"{self.name}: cannot apply to shapes {shapes}: {err}") from None
+            kind = next(kind for kind in (ValueError, IndexError, TypeError) if isinstance(err, kind))
+            raise kind(f"{self.name}: cannot apply to shapes {shapes}: {err}") from None
         return Tensor.from_op(out, self, tuple(tensors), params)
 
     def __repr__(self) -> str:
@@ -295,7 +299,7 @@ sum.defvjp(lambda g, ans, x, axis, keepdims: np.broadcast_to(_expand_reduced(g, 
 def mean(x, *, axis=None, keepdims=False):
     return np.mean(x, axis=axis, keepdims=keepdims)
 mean.defvjp(lambda g, ans, x, axis, keepdims:
-            np.broadcast_to(_expand_reduced(g, axis, keepdims) * (ans.size / x.size), x.shape))
+            np.broadcast_to(_expand_reduced(g, axis, keepdims) * (ans.size / (x.size or 1)), x.shape))
 
 
 def _max_vjp(g, ans, x, axis, keepdims):
@@ -407,12 +411,12 @@ def binary_cross_entropy_with_logits(logits, targets, *, reduction="mean"):
     return _REDUCTIONS[reduction](loss)
 
 
-def _bce_scale(g, ans, logits, targets, reduction):
+def _bce_scale(g, logits, targets, reduction):
     """The output gradient per element: g itself, broadcast, or divided by the element count."""
     shape = np.broadcast_shapes(logits.shape, targets.shape)
     return g if reduction == "none" else np.broadcast_to(g / (1 if reduction == "sum" else np.prod(shape, dtype=g.dtype)), shape)
 
 
 binary_cross_entropy_with_logits.defvjp(
-    lambda g, ans, z, t, reduction: _bce_scale(g, ans, z, t, reduction) * (_stable_sigmoid(z) - t),
-    lambda g, ans, z, t, reduction: _bce_scale(g, ans, z, t, reduction) * -z)
+    lambda g, ans, z, t, reduction: _bce_scale(g, z, t, reduction) * (_stable_sigmoid(z) - t),
+    lambda g, ans, z, t, reduction: _bce_scale(g, z, t, reduction) * -z)

@@ -24,14 +24,18 @@ def is_grad_enabled() -> bool:
 class no_grad(contextlib.ContextDecorator):
     """Context manager and decorator: ops inside it record no graph, as in ``torch.no_grad``."""
 
+    def __init__(self):
+        self._previous = []  # a stack, so that one instance can be entered again while inside it
+
     def __enter__(self):
         global _grad_enabled
-        self._previous, _grad_enabled = _grad_enabled, False
+        self._previous.append(_grad_enabled)
+        _grad_enabled = False
         return self
 
     def __exit__(self, *exc):
         global _grad_enabled
-        _grad_enabled = self._previous
+        _grad_enabled = self._previous.pop()
         return False
 
 
@@ -134,7 +138,7 @@ class Tensor:
                 raise RuntimeError(f"backward: a seed gradient is needed for a non-scalar tensor of shape "
                                    f"{self.shape}; call backward(grad) with an array of that shape")
             grad = np.ones_like(self.data)
-        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+        grad = np.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)  # a copy: ours to hand out
         if grad.shape != self.shape:
             raise ValueError(f"backward: seed gradient of shape {grad.shape} for a tensor of shape {self.shape}")
 
@@ -146,13 +150,15 @@ class Tensor:
                 continue
             if node.op is None:
                 if node.grad is None:
-                    # A leaf owns its gradient: never a read-only view, nor an array shared with another leaf.
-                    if id(g) in handed_out or not g.flags.owndata or not g.flags.writeable:
-                        g = g.copy()
+                    # A leaf owns its gradient: an ndarray (not a NumPy scalar), never a read-only view,
+                    # nor an array shared with another leaf.
+                    if not isinstance(g, np.ndarray) or id(g) in handed_out or not g.flags.owndata \
+                            or not g.flags.writeable:
+                        g = np.array(g)
                     handed_out.add(id(g))
                     node.grad = g
                 else:
-                    node.grad = node.grad + g
+                    node.grad = np.asarray(node.grad + g)
                 continue
             arrays = [p.data for p in node.parents]
             for i, parent in enumerate(node.parents):
@@ -163,6 +169,7 @@ class Tensor:
                     pg = unbroadcast(pg, parent.shape, f"{node.op.name} (argument {i})")
                 previous = grads.get(id(parent))
                 grads[id(parent)] = pg if previous is None else previous + pg
+            node.op.vjps_done(node.params)
 
     # ----------------------------------------------------------------- operators and methods
     def __add__(self, other): return _ops.add(self, other)

@@ -20,7 +20,7 @@ from .backend import FAST_ARITHMETIC, jit, kernel
 
 
 def _bce_with_logits_rows_numpy(logits, targets, loss_rows, grad):
-    z = logits.reshape(-1, *targets.shape)
+    z = logits.reshape(logits.shape[0] // max(targets.shape[0], 1), *targets.shape)
     e = np.exp(-np.abs(z))
     np.sum(np.maximum(z, 0) - targets * z + np.log1p(e), axis=2, out=loss_rows.reshape(z.shape[:2]))
     np.subtract(np.where(z >= 0, 1, e) / (1 + e), targets, out=grad.reshape(z.shape))
