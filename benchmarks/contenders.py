@@ -91,8 +91,12 @@ def floor_flops(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim
     return 2 * sum(per_product) + sum(per_product[1:])
 
 
-def torch_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, threads: int = 2):
-    """``step(x)``: the same step in PyTorch eager (float32, CPU, ``threads`` intra-op threads); None without torch."""
+def torch_vae(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, threads: int = 2):
+    """``(model, negative_elbo)`` in PyTorch eager (float32, CPU, ``threads`` intra-op threads); None without torch.
+
+    ``negative_elbo(x)`` is the per-example negative ELBO (Bernoulli likelihood with logits, closed-form KL)
+    of the batch x, a tensor of shape (batch,).
+    """
     try:
         import torch
     except ImportError:
@@ -115,15 +119,27 @@ def torch_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, see
             return self.fc4(F.relu(self.fc3(z))), mu, logvar
 
     model = VAE()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step(x):
-        x = torch.from_numpy(x)
-        optimizer.zero_grad()
+    def negative_elbo(x):
         logits, mu, logvar = model(x)
         reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
-        (reconstruction + kl).mean().backward()
+        return reconstruction + kl
+    return model, negative_elbo
+
+
+def torch_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, threads: int = 2):
+    """``step(x)``: the same step in PyTorch eager (float32, CPU, ``threads`` intra-op threads); None without torch."""
+    built = torch_vae(hidden, latent, input_dim, seed, threads)
+    if built is None:
+        return None
+    import torch
+    model, negative_elbo = built
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(x):
+        optimizer.zero_grad()
+        negative_elbo(torch.from_numpy(x)).mean().backward()
         optimizer.step()
     return step
 

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import contenders
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT = {"batch": 128, "hidden": 400, "latent": 20, "input_dim": 784}
@@ -232,6 +234,8 @@ def report(results: dict) -> str:
         step = results["step"]
         floor = step["contenders"]["floor (matrix products)"]["median_s"]
         out += ["", "### Training step (batch 128, 784-400-20, float32)", "",
+                f"The floor: the step's 14 matrix products alone, {contenders.floor_flops() / 1e6:.1f} MFLOP "
+                f"({contenders.floor_flops() / floor / 1e9:.1f} GFLOP/s).", "",
                 table(["contender", "median ms/step", "× floor", "steps"],
                       [[name, ms(v["median_s"]), f"{v['median_s'] / floor:.2f}", v["steps"]]
                        for name, v in step["contenders"].items()]),
