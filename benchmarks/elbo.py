@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.cli import non_negative_int, positive_int
+from minivae.arguments import non_negative_int, positive_int
 from minivae.data import load_mnist
 from minivae.train import TrainConfig, train
 

@@ -1,6 +1,6 @@
-"""The ``minivae`` command: train, evaluate, sample, download.
+"""The ``minivae`` command: train, evaluate, sample, download, estimators.
 
-Each module named in ``COMMAND_MODULES`` adds its subcommands with ``register(subparsers)``: it
+This module and ``estimators_cli`` add their subcommands with ``register(subparsers)``: each
 calls ``subparsers.add_parser(name, help=..., description=...)`` and sets the handler with
 ``set_defaults(handler=function)``; the handler takes the parsed arguments and returns the exit
 status. A handler raises ``UsageError`` for a misuse of the command (exit status 2); any other
@@ -9,26 +9,19 @@ error ends the command with one line on stderr and exit status 1, and Ctrl-C wit
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import math
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
 
-from . import __version__
+from . import __version__, estimators_cli
+from .arguments import UsageError, non_negative_int, positive_float, positive_int
 from .data import download_mnist
 from .train import CHECKPOINT, TrainConfig, evaluate_checkpoint, read_checkpoint_config, sample_checkpoint, train
 from .vae import ESTIMATORS
 
-#: The modules whose ``register(subparsers)`` add subcommands; the first, this one, adds the built-in ones.
-COMMAND_MODULES = ("minivae.cli", "minivae.estimators_cli")
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-
-class UsageError(Exception):
-    """The command was asked something it cannot do as asked (exit status 2)."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,13 +31,25 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
+class CommandParser(ArgumentParser):
+    """The parser of one subcommand: arguments it does not know are its error, named after it."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return namespace, unknown
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="minivae", description="Train and use a variational auto-encoder on MNIST.")
+    parser = ArgumentParser(prog="minivae", description="Train and use a variational auto-encoder on MNIST, "
+                                                        "and measure the variance of its gradient estimators.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
                         help="print the version and exit")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True,
+                                       parser_class=CommandParser)
+    register(subparsers)
+    estimators_cli.register(subparsers)
     return parser
 
 
@@ -65,24 +70,6 @@ def main(argv=None) -> int:
         expected = isinstance(err, (OSError, ValueError, ArithmeticError))
         print(f"minivae: error: {err if expected else f'{type(err).__name__}: {err}'}", file=sys.stderr)
         return EXIT_ERROR
-
-
-# --------------------------------------------------------------------------------------- argument types
-def _number_type(convert, low, inclusive: bool, description: str):
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}") from None
-        if not (value >= low if inclusive else value > low) or not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int = _number_type(int, 1, True, "an integer >= 1")
-non_negative_int = _number_type(int, 0, True, "an integer >= 0")
-positive_float = _number_type(float, 0.0, False, "a number > 0")
 
 
 # --------------------------------------------------------------------------------------- the commands
@@ -141,7 +128,8 @@ def register(subparsers) -> None:
     sample.set_defaults(handler=_sample)
 
     download = subparsers.add_parser("download", help="download a data set and verify its checksums",
-                                     description="Download the four MNIST files and verify their MD5 sums.")
+                                     description="Download the four MNIST files and verify their sizes and MD5 sums, and their "
+                                                 "SHA-256 sums where published.")
     download.add_argument("dataset", choices=("mnist",), help="the data set to download")
     download.add_argument("--dir", default="data/mnist", metavar="DIR",
                           help="destination directory (default: data/mnist)")

@@ -17,6 +17,7 @@ import http.client
 import os
 import struct
 import tempfile
+import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ TEST_SET_HELD_OUT = 1000  # held out of a test set used alone, as the embedded o
 EMBEDDED_DIR = "_mnist"  # package data folder of the shipped files
 DEFAULT_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 URL_ENV_VAR = "MINIVAE_MNIST_URL"
+URL_SCHEMES = ("http", "https", "file")
 
 
 class DataError(ValueError):
@@ -145,7 +147,7 @@ def load_mnist(data_dir=None) -> MnistSplit:
         return _split_test_set(Path(__file__).parent / EMBEDDED_DIR, "the embedded MNIST test set")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError(f"load_mnist: data directory {data_dir} does not exist")
+        raise DataError(f"load_mnist: data directory {data_dir} {path_problem(data_dir, 'directory')}")
     if any(_find(data_dir, f) for f in (TRAIN_IMAGES, TRAIN_LABELS)):
         train = read_idx_pair(_require(data_dir, TRAIN_IMAGES), _require(data_dir, TRAIN_LABELS))
         test = read_idx_pair(_require(data_dir, TEST_IMAGES), _require(data_dir, TEST_LABELS))
@@ -177,6 +179,11 @@ def _split_test_set(folder: Path, source: str) -> MnistSplit:
     cut = len(images) - TEST_SET_HELD_OUT
     return MnistSplit(images[:cut], labels[:cut], images[cut:], labels[cut:],
                       source=f"{source}, its last {TEST_SET_HELD_OUT} held out")
+
+
+def path_problem(path: Path, kind: str) -> str:
+    """Why ``path`` is not the ``kind`` ("file" or "directory") asked for: it is missing, or something else."""
+    return f"is not a {kind}" if path.exists() else "does not exist"
 
 
 def _find(folder: Path, file: MnistFile) -> Path | None:
@@ -239,6 +246,9 @@ def download_mnist(dest, base_url: str | None = None, files=MNIST_FILES, timeout
     already present and valid are skipped. ``report``, if given, is called with a line per file.
     """
     base_url = base_url or os.environ.get(URL_ENV_VAR) or DEFAULT_URL
+    if urllib.parse.urlsplit(base_url).scheme not in URL_SCHEMES:
+        raise ValueError(f"download_mnist: the mirror URL {base_url!r} is not an http, https or file URL, "
+                         f"e.g. {DEFAULT_URL}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     status = {}

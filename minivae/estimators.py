@@ -108,7 +108,7 @@ def reparameterization_gradient(f, q, params, rng, samples: int) -> list[np.ndar
 
 # ------------------------------------------------------------------------------ the VAE's encoder
 POSTERIORS = ("gaussian", "logistic")
-ESTIMATORS = ("score-function", "score-function+baseline", "SGVB-A", "SGVB-B")
+GRADIENT_ESTIMATORS = ("score-function", "score-function+baseline", "SGVB-A", "SGVB-B")
 
 
 def approximate_posterior(vae, x, family: str = "gaussian"):
@@ -143,8 +143,8 @@ def encoder_gradient(vae, x, estimator: str, rng, samples: int, family: str = "g
     "SGVB-B" (eq. 7): the reparameterization estimator of E_q[log p(x|z)], plus the exact gradient
     of −KL(q ‖ p(z)) (Gaussian posterior only).
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"encoder_gradient: estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if estimator not in GRADIENT_ESTIMATORS:
+        raise ValueError(f"encoder_gradient: estimator must be one of {GRADIENT_ESTIMATORS}, got {estimator!r}")
     if (estimator == "score-function+baseline") != (baseline is not None):
         raise ValueError(f"encoder_gradient: a baseline goes with 'score-function+baseline' only, got estimator "
                          f"{estimator!r} with baseline {'given' if baseline is not None else 'None'}")
@@ -225,7 +225,7 @@ class VarianceRow:
 
 def variance_study(vae, x, rng, state: str, sample_sizes=(1, 10, 100), repeats: int = 20,
                    family: str = "gaussian", pilot_samples: int = 100) -> list[VarianceRow]:
-    """Measure every applicable estimator of ``ESTIMATORS`` for each S in ``sample_sizes``.
+    """Measure every applicable estimator of ``GRADIENT_ESTIMATORS`` for each S in ``sample_sizes``.
 
     The baseline of "score-function+baseline" is an independent estimate of each data point's
     ELBO from ``pilot_samples`` draws, fixed across repeats, so it keeps the estimator unbiased.
@@ -234,7 +234,7 @@ def variance_study(vae, x, rng, state: str, sample_sizes=(1, 10, 100), repeats: 
     with no_grad():
         baseline = elbo_estimate(vae, x, rng, pilot_samples, family).data
     rows = []
-    for estimator in ESTIMATORS:
+    for estimator in GRADIENT_ESTIMATORS:
         if estimator == "SGVB-B" and family != "gaussian":
             continue
         chosen = baseline if estimator == "score-function+baseline" else None
@@ -264,7 +264,7 @@ def variance_table(rows) -> str:
     return "\n".join(lines)
 
 
-PLOT_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c")  # one per estimator of ESTIMATORS
+PLOT_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c")  # one per estimator of GRADIENT_ESTIMATORS
 
 
 def variance_plot(rows, width: int = 760, height: int = 360) -> str:
@@ -285,7 +285,7 @@ def variance_plot(rows, width: int = 760, height: int = 360) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="12">', f'<rect width="{width}" height="{height}" fill="white"/>']
     x = margin_left
-    for estimator, colour in zip(ESTIMATORS, PLOT_COLOURS):
+    for estimator, colour in zip(GRADIENT_ESTIMATORS, PLOT_COLOURS):
         parts.append(f'<line x1="{x}" y1="14" x2="{x + 24}" y2="14" stroke="{colour}" stroke-width="3"/>'
                      f'<text x="{x + 30}" y="18">{estimator}</text>')
         x += 30 + 7 * len(estimator) + 24
@@ -307,7 +307,7 @@ def variance_plot(rows, width: int = 760, height: int = 360) -> str:
         for samples in sorted({r.samples for r in rows}):
             x, _ = point(np.log10(samples), v_range[0])
             parts.append(f'<text x="{x:.1f}" y="{panel_top + panel_height + 16}" text-anchor="middle">S={samples}</text>')
-        for estimator, colour in zip(ESTIMATORS, PLOT_COLOURS):
+        for estimator, colour in zip(GRADIENT_ESTIMATORS, PLOT_COLOURS):
             line = sorted((r.samples, r.variance) for r in rows if r.state == state and r.estimator == estimator)
             if not line:
                 continue

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import UsageError, non_negative_int, positive_int
+from .arguments import UsageError, non_negative_int, positive_int
 from .data import load_mnist
 from .estimators import POSTERIORS, fit_vae, variance_plot, variance_study, variance_table
 from .train import load_checkpoint
@@ -66,6 +66,10 @@ def run(args) -> int:
     if args.checkpoint and args.posterior != "gaussian":
         raise UsageError("minivae estimators: error: a checkpoint holds a VAE trained with the Gaussian posterior; "
                          "--posterior logistic needs the training of this command")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"minivae estimators: error: --out {out} is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     seeds = np.random.SeedSequence(args.seed).spawn(3)  # initialisation, training, measurement
     data = load_mnist(args.data_dir)
@@ -100,8 +104,6 @@ def run(args) -> int:
                 f"{args.repeats} repeats per variance, seed {args.seed}; trained state: {training}; "
                 f"measured in {seconds['init']:.1f} s (init) and {seconds['trained']:.1f} s (trained), "
                 f"{total:.1f} s in all.")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / TABLE).write_text(f"{table}\n\n{settings}\n")
     (out / PLOT).write_text(variance_plot(rows))
     (out / ROWS).write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")

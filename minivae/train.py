@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import MnistSplit, atomic_write, load_mnist
+from .data import MnistSplit, atomic_write, load_mnist, path_problem
 from .engine import Tensor, no_grad
 from .images import digit_grid, loss_plot, manifold_grid, reconstruction_grid, write_png
+from .nn import is_positive_int
 from .optim import Adam
 from .vae import ESTIMATORS, VAE
 
@@ -74,11 +75,11 @@ class TrainConfig:
         if self.data_dir is not None:  # absolute, so that a resume from another directory finds it
             object.__setattr__(self, "data_dir", str(Path(self.data_dir).resolve()))
         for name in ("epochs", "batch_size", "latent_dim", "samples"):
-            if not _is_int(getattr(self, name), 1):
+            if not is_positive_int(getattr(self, name)):
                 raise ValueError(f"TrainConfig: {name} must be an int >= 1, got {getattr(self, name)!r}")
-        if not self.hidden or not all(_is_int(width, 1) for width in self.hidden):
+        if not self.hidden or not all(is_positive_int(width) for width in self.hidden):
             raise ValueError(f"TrainConfig: hidden must be one or more ints >= 1, got {self.hidden!r}")
-        if not _is_int(self.seed, 0):
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0):
             raise ValueError(f"TrainConfig: seed must be an int >= 0, got {self.seed!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig: lr must be a finite number > 0, got {self.lr!r}")
@@ -87,10 +88,6 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}
-
-
-def _is_int(value, low: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
 
 
 def generator(seed: int, stream: str) -> np.random.Generator:
@@ -168,7 +165,9 @@ def _read_checkpoint(path, read):
     """``read(archive, meta)`` on the open checkpoint, its failures reported as ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"load_checkpoint: {path} does not exist")
+        raise CheckpointError(f"load_checkpoint: {path} {path_problem(path, 'file')}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"load_checkpoint: {path} is not a minivae checkpoint (.npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(archive["meta"].item())
@@ -219,6 +218,12 @@ class Progress:
         """Print a permanent line, replacing the live one."""
         self.stream.write(("\r\033[K" if self.live else "") + text + "\n")
         self.stream.flush()
+
+    def end(self) -> None:
+        """Erase the live line, so that what follows starts on a clean line."""
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -299,9 +304,11 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
     KeyboardInterrupt raised by ``after_step``, stops the run at the end of the last completed
     step and saves a checkpoint from which ``resume`` continues exactly as if never stopped.
     A non-finite loss or gradient raises ``TrainingDiverged`` and leaves the last checkpoint as it is.
+    Resuming a run that has already trained ``config.epochs`` epochs only says so.
     """
     out = Path(out)
     checkpoint_path = out / CHECKPOINT
+    progress = Progress(stream)
     if resume:
         run = load_checkpoint(checkpoint_path)
         _check_same_run(run.config, config, checkpoint_path)
@@ -309,6 +316,10 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
         if state.epoch > config.epochs:
             raise CheckpointError(f"train: {checkpoint_path} has trained {state.epoch} epochs already, "
                                   f"more than the {config.epochs} asked for")
+        if state.epoch == config.epochs:
+            progress.line(f"{out} is already complete: {state.epoch} of {config.epochs} epochs trained; "
+                          f"raise --epochs to train further")
+            return TrainResult("completed", out, state.epoch, state.step, state.history)
     elif checkpoint_path.exists():
         raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
                               f"or choose another --out")
@@ -323,7 +334,6 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
         raise CheckpointError(f"train: {checkpoint_path} was trained on {len(state.permutation)} digits, "
                               f"the data has {len(data.train_images)}")
     targets = held_out_targets(data, config)
-    progress = Progress(stream)
     progress.line(f"{'resuming' if resume else 'training'} {out} at epoch {state.epoch + 1} of {config.epochs}: "
                   f"{len(data.train_images)} training and {len(targets)} held-out digits, {data.source}")
     with _DeferredInterrupt() as interrupt:
@@ -337,6 +347,10 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
         except KeyboardInterrupt:
             save_checkpoint(checkpoint_path, config, model, optimizer, rng, state)
             return TrainResult("interrupted", out, state.epoch, state.step, state.history)
+        except TrainingDiverged as err:
+            raise TrainingDiverged(f"{err}; training stopped, {_last_saved(checkpoint_path)}") from None
+        finally:
+            progress.end()
     return TrainResult("completed", out, state.epoch, state.step, state.history)
 
 
@@ -391,11 +405,16 @@ def _step(model, optimizer, parameters, x, rng, config, state: RunState) -> floa
 
 
 def _divergence(what: str, state: RunState) -> str:
-    """The message for a non-finite ``what`` during the step after ``state``."""
-    kept = (f"{CHECKPOINT} keeps the state after epoch {state.epoch}" if state.epoch
-            else f"no {CHECKPOINT} was written yet")
-    return (f"train: {what} at step {state.step + 1} (epoch {state.epoch + 1}, batch {state.position + 1}); "
-            f"training stopped, {kept}")
+    """Where a non-finite ``what`` appeared: in the step after ``state``."""
+    return f"train: {what} at step {state.step + 1} (epoch {state.epoch + 1}, batch {state.position + 1})"
+
+
+def _last_saved(checkpoint_path: Path) -> str:
+    """What the run's checkpoint holds, for a message about a run that stopped."""
+    if not checkpoint_path.exists():
+        return f"no {CHECKPOINT} was written"
+    step = _read_checkpoint(checkpoint_path, lambda archive, meta: meta["step"])
+    return f"{checkpoint_path.name} keeps the last saved state (step {step})"
 
 
 def _finish_epoch(config, out: Path, model, optimizer, rng, state: RunState, targets, progress: Progress) -> None:
@@ -433,10 +452,14 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
     chunk = min(iw_samples, IW_CHUNK)
     digits_per_call = max(1, IW_SAMPLES_PER_CALL // chunk)
     log_likelihoods = []
-    for start in range(0, len(targets), digits_per_call):
-        batch = targets[start:start + digits_per_call]
-        log_likelihoods.append(run.model.importance_weighted_log_likelihood(batch, rng, k=iw_samples, chunk=chunk))
-        progress.update(lambda: f"importance sampling {_bar(start + len(batch), len(targets))}")
+    try:
+        for start in range(0, len(targets), digits_per_call):
+            batch = targets[start:start + digits_per_call]
+            log_likelihoods.append(run.model.importance_weighted_log_likelihood(batch, rng, k=iw_samples,
+                                                                                chunk=chunk))
+            progress.update(lambda: f"importance sampling {_bar(start + len(batch), len(targets))}")
+    finally:
+        progress.end()
     negative_log_likelihood = -float(np.concatenate(log_likelihoods).mean())
     return {"checkpoint": str(path), "epoch": run.state.epoch, "step": run.state.step, "held_out_digits": len(targets),
             "negative_elbo": negative_elbo, "iw_samples": iw_samples,

@@ -47,14 +47,16 @@ def test_help_from_a_real_subprocess():
     done = subprocess.run([sys.executable, "-m", "minivae", "--help"], cwd=Path(minivae.__file__).parents[1],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == ""
-    for command in ("train", "evaluate", "sample", "download"):
+    for command in ("train", "evaluate", "sample", "download", "estimators"):
         assert command in done.stdout
+    assert "gradient estimators" in done.stdout.split("commands:")[0]  # the description names estimators too
 
 
 def test_every_command_and_flag_has_a_help_text():
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert {c.dest for c in commands._choices_actions} >= {"train", "evaluate", "sample", "download"}
+    assert {c.dest for c in commands._choices_actions} >= {"train", "evaluate", "sample", "download", "estimators"}
+    assert "SHA-256" in commands.choices["download"].description
     assert all(c.help for c in commands._choices_actions)
     for name, subparser in commands.choices.items():
         for action in subparser._actions:
@@ -130,23 +132,31 @@ def broken_files(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros(2000, np.uint8))
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2000, np.uint8))
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 cut short")
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    (tmp_path / "run" / "checkpoint.npz").mkdir(parents=True)
     return tmp_path
 
 
 @pytest.mark.parametrize("argv, status, message", [
     ([], 2, "required: COMMAND"),
     (["frobnicate"], 2, "invalid choice"),
-    (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
+    (["train", "--bogus"], 2, "minivae train: error: unrecognized arguments: --bogus"),
+    (["--bogus", "train"], 2, "minivae: error: unrecognized arguments: --bogus"),
     (["train", "--epochs", "0"], 2, "--epochs: expected an integer >= 1, got '0'"),
     (["train", "--lr", "fast"], 2, "--lr: expected a number > 0"),
     (["train", "--estimator", "exact"], 2, "invalid choice: 'exact'"),
     (["train", "--resume"], 2, "--resume needs --out"),
     (["evaluate"], 2, "required: CHECKPOINT"),
     (["evaluate", "{tmp}/absent.npz"], 1, "absent.npz does not exist"),
-    (["evaluate", "{tmp}/corrupt.npz"], 1, "not a readable minivae checkpoint"),
-    (["sample", "{tmp}/corrupt.npz"], 1, "not a readable minivae checkpoint"),
+    (["evaluate", "{tmp}/corrupt.npz"], 1, "corrupt.npz is not a minivae checkpoint (.npz archive)"),
+    (["evaluate", "{tmp}/metrics.jsonl"], 1, "metrics.jsonl is not a minivae checkpoint (.npz archive)"),
+    (["evaluate", "{tmp}"], 1, "is not a file"),
+    (["sample", "{tmp}/corrupt.npz"], 1, "is not a minivae checkpoint"),
+    (["train", "--out", "{tmp}/run", "--resume"], 1, "checkpoint.npz is not a file"),
     (["train", "--data-dir", "{tmp}"], 1, "magic number 2049, expected 2051"),
     (["train", "--data-dir", "{tmp}/nowhere"], 1, "does not exist"),
+    (["train", "--data-dir", "{tmp}/corrupt.npz"], 1, "corrupt.npz is not a directory"),
+    (["download", "mnist", "--dir", "{tmp}/d", "--url", "notaurl"], 1, "'notaurl' is not an http, https or file URL"),
     (["download", "mnist", "--dir", "{tmp}/d", "--url", "http://127.0.0.1:{port}/"], 1, "--data-dir"),
     (["download", "imagenet"], 2, "invalid choice"),
 ])
@@ -155,8 +165,15 @@ def test_errors_are_one_line_on_stderr(broken_files, capsys, argv, status, messa
     assert main(argv) == status
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in captured.err
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in captured.err and "pickle" not in lines[0]
     assert lines[0].startswith("minivae")
+
+
+def test_resuming_a_complete_run_exits_0_without_training(trained, capsys):
+    before = (trained / "checkpoint.npz").read_bytes()
+    assert main(["train", "--out", str(trained), "--resume"]) == 0
+    assert "is already complete: 2 of 2 epochs trained" in capsys.readouterr().out
+    assert (trained / "checkpoint.npz").read_bytes() == before
 
 
 def test_resume_errors_name_the_conflict(trained, capsys):

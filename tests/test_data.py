@@ -121,8 +121,11 @@ def test_a_directory_with_only_t10k_files_holds_out_the_last_1000(tmp_path):
 
 
 def test_missing_directories_and_files_are_named(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="nowhere does not exist"):
         load_mnist(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match="a-file is not a directory"):
+        load_mnist(tmp_path / "a-file")
     with pytest.raises(DataError, match="no t10k-images-idx3-ubyte.gz .*minivae download mnist"):
         load_mnist(tmp_path)
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28), np.uint8))
@@ -223,3 +226,10 @@ def test_an_unreachable_server_gives_the_offline_advice(tmp_path):
     message = str(raised.value)
     assert "cannot fetch" in message and "--data-dir" in message and "\n" not in message
     assert os.listdir(tmp_path / "dest") == []
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://127.0.0.1/mnist/", "/data/mnist"])
+def test_a_mirror_url_that_is_not_http_https_or_file_is_refused_before_any_work(tmp_path, url):
+    with pytest.raises(ValueError, match=f"download_mnist: the mirror URL '{url}' is not an http, https or file URL"):
+        download_mnist(tmp_path / "dest", url, TEST_FILES)
+    assert not (tmp_path / "dest").exists()

@@ -8,7 +8,7 @@ import pytest
 import minivae as mv
 from minivae.cli import main
 from minivae.distributions import DiagonalGaussian, Exponential, Logistic
-from minivae.estimators import (ESTIMATORS, elbo_estimate, encoder_gradient, encoder_parameters, fit_vae,
+from minivae.estimators import (GRADIENT_ESTIMATORS, elbo_estimate, encoder_gradient, encoder_parameters, fit_vae,
                                 gradient_moments, gradients, reparameterization_gradient, score_function_gradient,
                                 variance_study, variance_table)
 from minivae.train import RunState, TrainConfig, save_checkpoint
@@ -110,7 +110,7 @@ def test_every_encoder_gradient_estimator_has_the_same_expectation(family):
     baseline = elbo_estimate(vae, x, rng, 1000, family).data
     repeats = 400
     moments = {}
-    for estimator in ESTIMATORS:
+    for estimator in GRADIENT_ESTIMATORS:
         if estimator == "SGVB-B" and family != "gaussian":
             continue
         chosen = baseline if estimator == "score-function+baseline" else None
@@ -135,7 +135,7 @@ def test_reparameterization_beats_the_score_function_for_the_vae_and_variance_fa
         assert variance["score-function", samples] > 3 * variance["SGVB-A", samples]
         assert variance["SGVB-A", samples] > variance["SGVB-B", samples]
         assert variance["score-function+baseline", samples] < variance["score-function", samples]
-    for estimator in ESTIMATORS:
+    for estimator in GRADIENT_ESTIMATORS:
         assert 5 < variance[estimator, 1] / variance[estimator, 10] < 20, estimator
 
 
@@ -146,7 +146,7 @@ def test_variance_table_lists_every_estimator_and_state():
                             family="logistic")]
     lines = variance_table(rows).splitlines()
     assert lines[0] == "| estimator | S | variance (init) | SNR (init) | variance (trained) | SNR (trained) |"
-    assert len(lines) == 2 + len(ESTIMATORS) * 2
+    assert len(lines) == 2 + len(GRADIENT_ESTIMATORS) * 2
     assert all(r.variance > 0 and r.signal_to_noise >= 0 for r in rows)
     sgvb_b = [line for line in lines if line.startswith("| SGVB-B")]
     assert sgvb_b and all(line.endswith("|  |  |") for line in sgvb_b)  # no SGVB-B without a closed-form KL
@@ -206,9 +206,9 @@ def test_the_command_writes_the_table_the_plot_and_the_rows(tmp_path, capsys):
     assert main(["estimators", *TINY, "--out", str(tmp_path)]) == 0
     table = (tmp_path / "variance.md").read_text()
     rows = json.loads((tmp_path / "variance.json").read_text())
-    assert len(rows) == 2 * len(ESTIMATORS) * 2 and {r["state"] for r in rows} == {"init", "trained"}
+    assert len(rows) == 2 * len(GRADIENT_ESTIMATORS) * 2 and {r["state"] for r in rows} == {"init", "trained"}
     assert len(ElementTree.parse(tmp_path / "variance.svg").getroot().findall(
-        "{http://www.w3.org/2000/svg}polyline")) == 2 * len(ESTIMATORS)
+        "{http://www.w3.org/2000/svg}polyline")) == 2 * len(GRADIENT_ESTIMATORS)
     printed = capsys.readouterr()
     assert printed.out.startswith(table.split("\n\n")[0]) and "2 Adam steps" in table
     assert "measuring: trained" in printed.err
@@ -229,3 +229,10 @@ def test_the_command_refuses_what_it_cannot_measure(tmp_path, capsys):
     assert "--repeats must be at least 2" in capsys.readouterr().err
     assert main(["estimators", "--checkpoint", "any.npz", "--posterior", "logistic", "--out", str(tmp_path)]) == 2
     assert "trained with the Gaussian posterior" in capsys.readouterr().err
+
+
+def test_the_command_refuses_an_out_that_is_a_file_before_measuring(tmp_path, capsys):
+    (tmp_path / "results").write_text("kept")
+    assert main(["estimators", "--out", str(tmp_path / "results")]) == 2
+    assert f"--out {tmp_path / 'results'} is not a directory" in capsys.readouterr().err
+    assert (tmp_path / "results").read_text() == "kept"

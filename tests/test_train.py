@@ -1,8 +1,10 @@
 """Training: artefacts, reproducibility, exact resume after an epoch or an interrupt, atomic
 checkpoints, divergence, and evaluation of a checkpoint. Tiny models on a few hundred digits."""
+import io
 import itertools
 import json
 import os
+import re
 import signal
 import struct
 
@@ -31,6 +33,14 @@ def digits():
 
 def run(config, out, digits, **kwargs):
     return train(config, out, data=digits, stream=open(os.devnull, "w"), **kwargs)
+
+
+def interrupt_after(stop):
+    """An ``after_step`` that stops the run, as Ctrl-C would, after step ``stop``."""
+    def after_step(step):
+        if step == stop:
+            raise KeyboardInterrupt
+    return after_step
 
 
 def without_timing(history):
@@ -95,11 +105,7 @@ def test_resuming_after_an_epoch_continues_exactly(tmp_path, digits, settings):
 def test_an_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path, digits):
     run(TINY, tmp_path / "straight", digits)
 
-    def interrupt(step):
-        if step == 13:
-            raise KeyboardInterrupt
-
-    result = run(TINY, tmp_path / "resumed", digits, after_step=interrupt)
+    result = run(TINY, tmp_path / "resumed", digits, after_step=interrupt_after(13))
     assert (result.status, result.epoch, result.step) == ("interrupted", 1, 13)
     saved = load_checkpoint(tmp_path / "resumed/checkpoint.npz").state
     assert (saved.epoch, saved.step, saved.position, len(saved.permutation)) == (1, 13, 3, 300)
@@ -154,7 +160,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path
         run(TINY, tmp_path, digits)
     message = str(stopped.value)
     assert "the loss (negative ELBO) is nan at step 13 (epoch 2, batch 3)" in message
-    assert "checkpoint.npz keeps the state after epoch 1" in message
+    assert "checkpoint.npz keeps the last saved state (step 10)" in message
     assert load_checkpoint(tmp_path / "checkpoint.npz").state.epoch == 1
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
 
@@ -185,8 +191,55 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_check
         run(TINY, tmp_path, digits)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a zip archive", "truncated", "no meta"])
-def test_unreadable_checkpoints_are_reported(tmp_path, digits, content):
+def test_a_divergence_after_a_mid_epoch_resume_names_the_saved_step(tmp_path, digits, monkeypatch):
+    run(TINY, tmp_path, digits, after_step=interrupt_after(3))
+    negative_elbo = VAE.negative_elbo
+    monkeypatch.setattr(VAE, "negative_elbo", lambda *args, **kwargs: negative_elbo(*args, **kwargs) * float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"at step 4 \(epoch 1, batch 4\); training stopped, "
+                                               r"checkpoint.npz keeps the last saved state \(step 3\)$"):
+        run(TINY, tmp_path, digits, resume=True)
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_end_erases_the_live_line_only_on_a_terminal():
+    terminal, file = FakeTerminal(), io.StringIO()
+    for stream in (terminal, file):
+        progress = training.Progress(stream)
+        progress.update(lambda: "half way")
+        progress.end()
+    assert terminal.getvalue() == "\r\033[Khalf way\r\033[K" and file.getvalue() == ""
+
+
+def test_training_and_evaluation_leave_no_live_line_behind(tmp_path, digits):
+    terminal = FakeTerminal()
+    assert train(TINY, tmp_path, data=digits, stream=terminal, after_step=interrupt_after(3)).status == "interrupted"
+    assert "epoch 1/2 [" in terminal.getvalue() and terminal.getvalue().endswith("steps/s\r\033[K")
+    terminal = FakeTerminal()
+    training.evaluate_checkpoint(tmp_path / "checkpoint.npz", iw_samples=5, stream=terminal)
+    assert terminal.getvalue().startswith("\r\033[Kimportance sampling [") and terminal.getvalue().endswith("\r\033[K")
+
+
+def test_resuming_a_complete_run_says_so_and_trains_nothing(tmp_path, digits):
+    one_epoch = TrainConfig(**{**TINY.to_json(), "epochs": 1})
+    run(one_epoch, tmp_path, digits)
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    output = io.StringIO()
+    result = train(one_epoch, tmp_path, resume=True, data=digits, stream=output)
+    assert (result.status, result.epoch, result.step) == ("completed", 1, 10)
+    assert output.getvalue() == (f"{tmp_path} is already complete: 1 of 1 epochs trained; "
+                                 f"raise --epochs to train further\n")
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+@pytest.mark.parametrize("content, message", [(b"", "is not a minivae checkpoint (.npz archive)"),
+                                              (b'{"epoch": 1}', "is not a minivae checkpoint (.npz archive)"),
+                                              ("truncated", "is not a minivae checkpoint (.npz archive)"),
+                                              ("no meta", "is not a readable minivae checkpoint")])
+def test_unreadable_checkpoints_are_reported(tmp_path, digits, content, message):
     path = tmp_path / "checkpoint.npz"
     if content == "truncated":
         run(TrainConfig(**{**TINY.to_json(), "epochs": 1}), tmp_path, digits)
@@ -195,10 +248,12 @@ def test_unreadable_checkpoints_are_reported(tmp_path, digits, content):
         np.savez(path, weights=np.zeros(3))
     else:
         path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="is not a readable minivae checkpoint"):
+    with pytest.raises(CheckpointError, match=re.escape(message)):
         load_checkpoint(path)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="absent.npz does not exist"):
         load_checkpoint(tmp_path / "absent.npz")
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(tmp_path))} is not a file"):
+        load_checkpoint(tmp_path)
 
 
 def test_held_out_loss_uses_a_fixed_evaluation_generator(digits):
