@@ -39,7 +39,7 @@ def float_dtype(dtype, name: str) -> np.dtype:
 def as_float_tensor(value, owner: str, name: str, dtype=None) -> Tensor:
     """``value`` (a Tensor or an array) as a floating-point Tensor, of ``dtype`` if given; no casts."""
     tensor = value if isinstance(value, Tensor) else Tensor(value)
-    if not np.issubdtype(tensor.dtype, np.floating):
+    if tensor.dtype.kind != "f":
         raise TypeError(f"{owner}: {name} must be floating-point, got dtype {tensor.dtype}")
     if dtype is not None and tensor.dtype != dtype:
         raise TypeError(f"{owner}: {name} has dtype {tensor.dtype}, expected {np.dtype(dtype)}; "

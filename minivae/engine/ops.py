@@ -92,7 +92,7 @@ def as_tensors(name: str, args) -> list:
     dtype = None
     for a in args:
         data = a.data if isinstance(a, Tensor) else a
-        if isinstance(data, np.ndarray) and np.issubdtype(data.dtype, np.floating):
+        if isinstance(data, np.ndarray) and data.dtype.kind == "f":
             if dtype is None:
                 dtype = data.dtype
             elif data.dtype != dtype:
