@@ -86,7 +86,11 @@ class VAE(Module):
 
     def encode(self, x) -> tuple[Tensor, Tensor]:
         """The posterior's parameters (mu, logvar), each of shape (batch, latent_dim)."""
-        h = self.encoder(self._as_data(x, "VAE.encode"))
+        return self._encode(self._as_data(x, "VAE.encode"))
+
+    def _encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``encode`` for x already checked by ``_as_data``."""
+        h = self.encoder(x)
         return self.encoder_mu(h), self.encoder_logvar(h)
 
     def posterior(self, x) -> DiagonalGaussian:
@@ -120,7 +124,7 @@ class VAE(Module):
         if not is_positive_int(samples):
             raise ValueError(f"VAE.elbo: samples must be a positive int, got {samples!r}")
         x = self._as_data(x, "VAE.elbo")
-        posterior = self.posterior(x)
+        posterior = DiagonalGaussian(*self._encode(x))
         z = posterior.rsample(rng, samples=samples)
         log_px_given_z = self.reconstruction_log_likelihood(x, z)
         if estimator == "closed-form":
@@ -154,7 +158,7 @@ class VAE(Module):
                                  f"got {value!r}")
         rng = as_generator(rng, "VAE.importance_weighted_log_likelihood")
         x = self._as_data(x, "VAE.importance_weighted_log_likelihood")
-        posterior = self.posterior(x)
+        posterior = DiagonalGaussian(*self._encode(x))
         total = np.full(x.shape[0], -np.inf)
         for start in range(0, k, chunk):
             z = posterior.sample(rng, samples=min(chunk, k - start))

@@ -1,7 +1,7 @@
 """Independent Bernoulli variables: the VAE's likelihood p(x|z) for intensities in [0, 1]."""
 from __future__ import annotations
 
-from ..engine import Tensor, sigmoid
+from ..engine import Tensor, no_grad, sigmoid
 from ..engine.fused import bce_with_logits_sum
 from ..nn import as_float_tensor, as_generator
 from .gaussian import check_event_size
@@ -34,4 +34,6 @@ class Bernoulli:
     def sample(self, rng) -> Tensor:
         """Draws of 0s and 1s in the logits' dtype (no graph)."""
         uniform = as_generator(rng, "Bernoulli.sample").random(self.logits.shape, dtype=self.logits.dtype)
-        return Tensor((uniform < self.probs.data).astype(self.logits.dtype))
+        with no_grad():
+            probs = self.probs.data
+        return Tensor((uniform < probs).astype(self.logits.dtype))
