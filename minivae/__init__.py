@@ -1,17 +1,37 @@
-"""minivae: a small reverse-mode autodiff engine over NumPy arrays, and a variational auto-encoder."""
+"""minivae: a small reverse-mode autodiff engine over NumPy arrays, and a variational auto-encoder.
+
+``import minivae`` loads the engine and the model; the data, training, estimator-study and command
+line code load when first used (``minivae.load_mnist``, ``minivae.estimators``, ...).
+"""
 from .engine import (
-    Tensor, no_grad, is_grad_enabled, Op, primitive, add, sub, mul, div, pow, neg, matmul, linear, exp, log, log1p,
-    sqrt, abs, maximum, minimum, where, relu, tanh, sigmoid, softplus, log_sigmoid, sum, mean, max,
-    logsumexp, reshape, transpose, getitem, concatenate, stack, binary_cross_entropy_with_logits,
+    Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled, Op, primitive, add, sub, mul, div, pow, neg,
+    matmul, linear, exp, log, log1p, sqrt, sign, abs, maximum, minimum, where, relu, tanh, sigmoid, softplus,
+    log_sigmoid, sum, mean, max, logsumexp, broadcast_to, sum_to, softmax, log_softmax, reshape, transpose, getitem,
+    scatter_add, concatenate, stack, binary_cross_entropy_with_logits, less, less_equal, greater, greater_equal,
+    equal, not_equal, gradients, grad, value_and_grad, vjp, hvp, jacobian, format_graph, to_dot, count_ops,
+    op_counts,
 )
-from .engine.graph import format_graph, to_dot, count_ops, op_counts
-from .engine.fused import SavingOp, dense, bce_with_logits_sum, reparameterize, gaussian_kl
+from .kernels.fused import dense, bce_with_logits_sum, reparameterize, gaussian_kl
 from .gradcheck import gradcheck, GradcheckError
 from . import distributions, kernels, nn, optim
 from .optim import Adam, SGD
 from .vae import VAE
-from . import estimators, linear_gaussian
-from .estimators import score_function_gradient, reparameterization_gradient
-from .data import load_mnist, download_mnist
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "estimators": ("estimators", None), "linear_gaussian": ("linear_gaussian", None),
+    "score_function_gradient": ("estimators", "score_function_gradient"),
+    "reparameterization_gradient": ("estimators", "reparameterization_gradient"),
+    "load_mnist": ("data", "load_mnist"), "download_mnist": ("data", "download_mnist"),
+}
+
+
+def __getattr__(name):
+    """The study and data code, imported on first use so that ``import minivae`` stays light."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'minivae' has no attribute {name!r}")
+    import importlib
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return module if attribute is None else getattr(module, attribute)

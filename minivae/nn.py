@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from .engine import Tensor, relu, sigmoid, softplus, tanh
-from .engine.fused import dense
+from .kernels.fused import dense
 
 
 def as_generator(rng, name: str = "rng") -> np.random.Generator:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import minivae as mv
 from minivae import kernels
 from minivae import testing as mvt
-from minivae.engine.fused import SavingOp, bce_with_logits_sum, dense, gaussian_kl, reparameterize, shared
+from minivae.kernels.fused import bce_with_logits_sum, dense, gaussian_kl, reparameterize
 
 backends = pytest.mark.parametrize("backend", kernels.BACKENDS)
 
@@ -122,22 +122,25 @@ def test_a_second_backward_pass_through_a_saving_op_recomputes_nothing_stale(bac
         np.testing.assert_allclose(t.grad, g * 2.5)
 
 
-def test_shared_computes_once_per_output_gradient():
-    saved, calls = dense(np.ones((1, 1)), mv.Tensor(np.ones((1, 1)), requires_grad=True),
-                         np.zeros(1)).params["saved"], []
-    g1, g2 = np.ones(1), np.ones(1)
-    compute = lambda: calls.append(1) or len(calls)  # noqa: E731
-    assert [shared(saved, g1, compute), shared(saved, g1, compute), shared(saved, g2, compute)] == [1, 1, 2]
+def test_what_a_forward_saves_belongs_to_its_node():
+    @mv.primitive(saves=True)
+    def keep(x):
+        return x * 2, x.copy()
 
-
-def test_a_saving_op_gets_a_fresh_namespace_per_call():
-    @SavingOp
-    def keep(x, *, saved):
-        saved.x = x
-        return x * 2
-    keep.defvjp(lambda g, ans, x, saved: g * 2)
+    @keep.defvjp
+    def keep_vjp(ctx, g):
+        return (g * 2,)
     a, b = keep(mv.Tensor(np.ones(2), requires_grad=True)), keep(mv.Tensor(np.zeros(2), requires_grad=True))
-    assert a.params["saved"] is not b.params["saved"] and a.params["saved"].x[0] == 1
+    assert a.saved is not b.saved and a.saved[0] == 1 and b.saved[0] == 0
+    assert keep(np.ones(2))[0] == 2  # on plain arrays: the forward's output alone
+
+
+def test_fused_backward_refuses_create_graph_naming_the_op():
+    x = mv.Tensor(np.ones((2, 3)), requires_grad=True)
+    w = mv.Tensor(np.ones((4, 3)), requires_grad=True)
+    y = dense(x, w, np.zeros(4), relu=True).sum()
+    with pytest.raises(RuntimeError, match="dense: its backward is a fused kernel"):
+        y.backward(create_graph=True)
 
 
 def test_x_needs_no_gradient_and_gets_none():

@@ -10,13 +10,13 @@ from minivae import testing as mvt
 @mv.primitive
 def wrong_square(x):
     return x * x
-wrong_square.defvjp(lambda g, ans, x: g * x)  # the correct VJP is 2·g·x
+wrong_square.defvjp(lambda ctx, g: (g * ctx.inputs[0],))  # the correct VJP is 2·g·x
 
 
 @mv.primitive
 def scale_ignoring_g(x):
     return 3 * x
-scale_ignoring_g.defvjp(lambda g, ans, x: np.full_like(x, 3.0))  # the correct VJP is 3·g
+scale_ignoring_g.defvjp(lambda ctx, g: (np.full_like(ctx.inputs[0], 3.0),))  # the correct VJP is 3·g
 
 
 def test_returns_true_for_a_correct_gradient():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..engine import Tensor, no_grad, sigmoid
-from ..engine.fused import bce_with_logits_sum
+from ..kernels.fused import bce_with_logits_sum
 from ..nn import as_float_tensor, as_generator
 from .gaussian import check_event_size
 

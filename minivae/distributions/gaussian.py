@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import Tensor, exp, no_grad
-from ..engine.fused import gaussian_kl, reparameterize
+from ..kernels.fused import gaussian_kl, reparameterize
 from ..nn import as_float_tensor, as_generator, is_positive_int
 
 LOG_2PI = float(np.log(2 * np.pi))

@@ -117,8 +117,8 @@ def _describe_leaf(leaf) -> str:
 
 
 def _param_texts(node) -> list:
-    """``key=value`` for each static parameter of an op node (not what a fused op saved for its VJPs)."""
-    return [f"{key}={_short(value)}" for key, value in node.params.items() if key != "saved"]
+    """``key=value`` for each static parameter of an op node (not what its forward saved for its backward)."""
+    return [f"{key}={_short(value)}" for key, value in node.static.items()]
 
 
 def _short(value, limit: int = 40) -> str:

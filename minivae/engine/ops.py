@@ -1,95 +1,124 @@
-"""The engine's operations: each forward next to its vector-Jacobian products (VJPs).
+"""The engine's operations: each forward next to its backward, one place per op.
 
-An op is a NumPy function of arrays made into a function of Tensors by ``@primitive``; ``defvjp``
-then gives one VJP per tensor argument, ``vjp(g, ans, *args, **params) -> gradient of that
-argument``, where ``g`` is the gradient of the output, ``ans`` the output and ``args`` the input
-arrays. A VJP may return an array of the broadcast output shape: the engine sums it back to the
-argument's shape.
+An op is a NumPy function of arrays made into a function of Tensors by ``@primitive``. Its
+backward, registered with ``@op.defvjp``, has one convention for every op::
 
-Tensor arguments come first and static parameters (axis, shape, ...) follow as keywords. Python
-and NumPy scalars take the dtype of the op's floating-point tensors; tensors of two different
-floating dtypes are an error, never a silent cast.
+    @primitive
+    def mul(x, y):                    # tensor arguments first, static parameters keyword-only
+        return x * y
+
+    @mul.defvjp
+    def mul_vjp(ctx, g):              # g: the gradient of the output
+        x, y = ctx.inputs             # also ctx.ans (the output), ctx.saved, ctx.needs_grad, ctx.<static>
+        return g * y, g * x           # the gradients of all tensor arguments at once (None: none)
+
+A gradient may have the broadcast output's shape: the engine sums it back to its argument's shape.
+An op whose forward keeps intermediate results for its backward is declared ``@primitive(saves=True)``
+and returns ``(output, saved)``; the backward finds them in ``ctx.saved``.
+
+The backward code is written with the engine's own functions, and every op applied to plain arrays
+(no Tensor among its arguments) is just its NumPy forward and returns an array, as in HIPS autograd.
+So the one backward serves both passes: a plain ``backward`` runs it on arrays, at NumPy's speed;
+``backward(create_graph=True)`` runs it on Tensors, recording a graph that can be differentiated
+again.
+
+Python and NumPy scalars take the dtype of the op's floating-point tensors; tensors of two
+different floating dtypes are an error, never a silent cast.
 """
 from __future__ import annotations
 
+import builtins
 import inspect
 import numbers
 
 import numpy as np
 
-from .tensor import Tensor
+from .tensor import Tensor, unbroadcast
 
 
 class Op:
-    """A differentiable operation: a NumPy forward and one VJP per tensor argument."""
+    """A differentiable operation: a NumPy forward and its backward (see the module docstring)."""
 
-    def __init__(self, forward, variadic: bool = False):
+    def __init__(self, forward, saves: bool = False, twice_differentiable: bool = True):
         self.name = forward.__name__.strip("_")
         self.forward = forward
+        self.saves = saves
+        self.twice_differentiable = twice_differentiable
+        parameters = inspect.signature(forward).parameters.values()
+        variadic = builtins.any(p.kind is p.VAR_POSITIONAL for p in parameters)
         self.n_inputs = None if variadic else forward.__code__.co_argcount  # None: any number of tensors
-        self.static = [p.name for p in inspect.signature(forward).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        self.static = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
         self.defaults = forward.__kwdefaults__ or {}
-        self.vjps = ()
+        self.vjp = None
 
-    def defvjp(self, *vjps) -> "Op":
-        """Register the VJPs, one per tensor argument in order (None where there is no gradient)."""
-        self.vjps = vjps
-        return self
+    def defvjp(self, vjp):
+        """Register the backward ``vjp(ctx, g) -> gradients of all tensor arguments``; usable as a decorator."""
+        self.vjp = vjp
+        return vjp
 
-    def vjp(self, i: int, g: np.ndarray, ans: np.ndarray, arrays: list, params: dict) -> np.ndarray:
-        """The gradient for tensor argument ``i`` given the output gradient ``g``."""
-        vjp = self.vjps[0] if self.n_inputs is None else self.vjps[i]
-        if vjp is None:
-            raise RuntimeError(f"{self.name}: argument {i} is not differentiable")
-        if self.n_inputs is None:
-            return vjp(i, g, ans, *arrays, **params)
-        return vjp(g, ans, *arrays, **params)
+    def backward(self, ctx, g) -> tuple:
+        """The gradients of the op's tensor arguments, one per argument (None where there is none)."""
+        if self.vjp is None:
+            raise RuntimeError(f"{self.name}: no backward is defined")
+        if isinstance(g, Tensor) and not self.twice_differentiable:
+            raise RuntimeError(f"{self.name}: its backward is a fused kernel, which cannot be differentiated "
+                               f"again (create_graph); use the reference kernels (minivae.kernels.use('numpy'))")
+        grads = self.vjp(ctx, g)
+        if not isinstance(grads, tuple) or len(grads) != len(ctx.needs_grad):
+            got = f"{len(grads)} values" if isinstance(grads, tuple) else type(grads).__name__
+            raise RuntimeError(f"{self.name}: its backward must return a tuple of {len(ctx.needs_grad)} gradients "
+                               f"(one per tensor argument), returned {got}")
+        return grads
 
-    def vjps_done(self, params: dict) -> None:
-        """Called by ``backward`` once all the VJPs of one node have run; nothing to do for a plain op."""
-
-    def __call__(self, *args, **params) -> Tensor:
+    def __call__(self, *args, **static):
         if self.n_inputs is not None and len(args) != self.n_inputs:
             raise TypeError(f"{self.name}: takes {self.n_inputs} tensor argument(s), got {len(args)}; "
                             f"pass {', '.join(self.static) or 'no other parameters'} by keyword")
-        unknown = params.keys() - set(self.static)
-        params = {**self.defaults, **params}
-        if unknown or params.keys() != set(self.static):
-            raise TypeError(f"{self.name}: takes the parameters {self.static}, got {sorted(unknown or params)}")
-        tensors = as_tensors(self.name, args)
-        arrays = [t.data for t in tensors]
+        if static.keys() != self.defaults.keys() or len(static) != len(self.static):
+            unknown = static.keys() - set(self.static)
+            static = {**self.defaults, **static}
+            if unknown or static.keys() != set(self.static):
+                raise TypeError(f"{self.name}: takes the parameters {self.static}, got {sorted(unknown or static)}")
+        tensors = builtins.any(isinstance(a, Tensor) for a in args)
+        arrays = as_arrays(self.name, args)
         try:
-            out = self.forward(*arrays, **params)
+            out = self.forward(*arrays, **static)
         except (ValueError, IndexError, TypeError) as err:  # NumPy's errors, restated with the op's name
             if str(err).startswith(f"{self.name}:"):
                 raise
             shapes = ", ".join(str(a.shape) for a in arrays)
             kind = next(kind for kind in (ValueError, IndexError, TypeError) if isinstance(err, kind))
             raise kind(f"{self.name}: cannot apply to shapes {shapes}: {err}") from None
-        return Tensor.from_op(out, self, tuple(tensors), params)
+        out, saved = out if self.saves else (out, None)
+        if not tensors:
+            return out
+        parents = tuple(a if isinstance(a, Tensor) and a.data is x else Tensor(x) for a, x in zip(args, arrays))
+        return Tensor.from_op(out, self, parents, static, saved)
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
 
 
-def primitive(forward=None, *, variadic: bool = False):
+def primitive(forward=None, *, saves: bool = False, twice_differentiable: bool = True):
     """Decorator making a NumPy function an ``Op``.
 
-    Its positional parameters are the tensors (any number of them if ``variadic``); its
-    keyword-only parameters, with their defaults, are the static parameters.
+    Its positional parameters are the tensors (any number of them with ``*xs``); its keyword-only
+    parameters, with their defaults, are the static parameters. ``saves``: the forward returns
+    ``(output, saved)``. ``twice_differentiable=False``: the backward works on arrays only (a fused
+    kernel), and ``create_graph`` through this op is an error naming it.
     """
     def make(fn):
-        return Op(fn, variadic)
+        return Op(fn, saves, twice_differentiable)
     return make if forward is None else make(forward)
 
 
-def as_tensors(name: str, args) -> list:
-    """Wrap every argument as a Tensor.
+def as_arrays(name: str, args) -> list:
+    """Every argument as an ndarray.
 
-    Numbers and integer arrays take the dtype of the floating tensors among the arguments, so that
-    the result keeps it; booleans stay booleans.
+    Numbers and integer arrays take the dtype of the floating arrays among the arguments, so that
+    the result keeps it; booleans stay booleans. Two floating dtypes are a TypeError.
     """
-    dtype = None
+    dtype = scalar_dtype = None
     for a in args:
         data = a.data if isinstance(a, Tensor) else a
         if isinstance(data, np.ndarray) and data.dtype.kind == "f":
@@ -98,79 +127,119 @@ def as_tensors(name: str, args) -> list:
             elif data.dtype != dtype:
                 raise TypeError(f"{name}: dtypes differ ({dtype} and {data.dtype}); "
                                 f"convert one explicitly with .astype")
-    tensors = []
+        elif isinstance(data, np.floating) and scalar_dtype is None:
+            scalar_dtype = data.dtype  # NumPy scalars follow the arrays, or set the dtype where there are none
+    dtype = dtype or scalar_dtype
+    arrays = []
     for a in args:
-        if not isinstance(a, (Tensor, np.ndarray, numbers.Number, np.generic)):
-            raise TypeError(f"{name}: expected a Tensor, an ndarray or a number, got {type(a).__name__}")
-        data = a.data if isinstance(a, Tensor) else np.asarray(a)
-        if dtype is not None and data.dtype != dtype and data.dtype.kind in "iuf":
-            tensors.append(Tensor(data.astype(dtype)))
+        if isinstance(a, Tensor):
+            data = a.data
+        elif isinstance(a, (np.ndarray, numbers.Number, np.generic)):
+            data = np.asarray(a)
         else:
-            tensors.append(a if isinstance(a, Tensor) else Tensor(data))
-    return tensors
+            raise TypeError(f"{name}: expected a Tensor, an ndarray or a number, got {type(a).__name__}")
+        if dtype is not None and data.dtype != dtype and data.dtype.kind in "iuf":
+            data = data.astype(dtype)
+        arrays.append(data)
+    return arrays
 
 
-def _expand_reduced(g: np.ndarray, axis, keepdims: bool) -> np.ndarray:
-    """Bring a reduction's output gradient back to a shape that broadcasts against its input."""
-    if axis is not None and not keepdims:
-        g = np.expand_dims(g, axis)
-    return g
+def value(x):
+    """The array of a Tensor, or ``x`` itself: for masks and counts, which are constants of the graph."""
+    return x.data if isinstance(x, Tensor) else x
 
 
-def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
-    """σ(x) = 1 / (1 + e⁻ˣ) = eˣ / (1 + eˣ), taking the form whose exponential is exp(-|x|) ≤ 1.
+def _keepdims_shape(shape: tuple, axis) -> tuple:
+    """``shape`` with the reduced ``axis`` (None: every axis) kept as length 1."""
+    if axis is None:
+        return (1,) * len(shape)
+    axes = {a % len(shape) for a in (axis if isinstance(axis, tuple) else (axis,))}
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
-    No exponential overflows, and σ keeps its relative precision deep into the negative tail.
-    """
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1, e) / (1 + e)
 
-
-def _tie_split(g: np.ndarray, winner: np.ndarray, tie: np.ndarray) -> np.ndarray:
-    """Route ``g`` where ``winner`` holds; split it in half at ties."""
-    return np.where(tie, g * 0.5, g * winner)
+def _unreduce(g, x_shape: tuple, axis, keepdims: bool):
+    """A reduction's output gradient, reshaped to broadcast against its input."""
+    return g if keepdims else g.reshape(_keepdims_shape(x_shape, axis))
 
 
 # ------------------------------------------------------------------------ arithmetic
 @primitive
 def add(x, y):
     return x + y
-add.defvjp(lambda g, ans, x, y: g,
-           lambda g, ans, x, y: g)
+
+
+@add.defvjp
+def add_vjp(ctx, g):
+    return g, g
 
 
 @primitive
 def sub(x, y):
     return x - y
-sub.defvjp(lambda g, ans, x, y: g,
-           lambda g, ans, x, y: -g)
+
+
+@sub.defvjp
+def sub_vjp(ctx, g):
+    return g, -g
 
 
 @primitive
 def mul(x, y):
     return x * y
-mul.defvjp(lambda g, ans, x, y: g * y,
-           lambda g, ans, x, y: g * x)
+
+
+@mul.defvjp
+def mul_vjp(ctx, g):
+    x, y = ctx.inputs
+    return g * y, g * x
 
 
 @primitive
 def div(x, y):
     return x / y
-div.defvjp(lambda g, ans, x, y: g / y,
-           lambda g, ans, x, y: -g * ans / y)
+
+
+@div.defvjp
+def div_vjp(ctx, g):
+    x, y = ctx.inputs
+    return g / y, -g * ctx.ans / y
 
 
 @primitive
 def pow(x, y):  # noqa: A001  (x ** y)
     return x ** y
-pow.defvjp(lambda g, ans, x, y: g * y * x ** (y - 1),
-           lambda g, ans, x, y: g * ans * np.log(x))
+
+
+@pow.defvjp
+def pow_vjp(ctx, g):
+    """∂/∂x = y·x^(y-1) and ∂/∂y = x^y·log x, each 0 where its factor is 0 though the other is infinite.
+
+    At x = 0 and y = 0, y·x^(y-1) is 0·∞ (true value 0); at x = 0 with x^y = 0 (y > 0), x^y·log x is
+    0·(-∞) (true value 0). There the 0 is chosen before the infinite factor is formed (``where``
+    on a safe base), so that neither the gradient nor its own gradient meets 0·∞; everywhere else
+    the formula stands as it is, and so do its derivatives.
+    """
+    x, y = ctx.inputs
+    grad_x = grad_y = None
+    x_is_0 = value(x) == 0
+    if ctx.needs_grad[0]:
+        zero_times_inf = x_is_0 & (value(y) == 0)
+        with np.errstate(divide="ignore"):  # 0 ** negative: the derivative is truly infinite there
+            grad_x = where(zero_times_inf, 0, g * y * x ** where(zero_times_inf, 1, y - 1))
+    if ctx.needs_grad[1]:
+        zero_times_inf = x_is_0 & (value(ctx.ans) == 0)
+        grad_y = where(zero_times_inf, 0, g * ctx.ans * log(where(zero_times_inf, 1, x)))
+    return grad_x, grad_y
 
 
 @primitive
 def neg(x):
     return -x
-neg.defvjp(lambda g, ans, x: -g)
+
+
+@neg.defvjp
+def neg_vjp(ctx, g):
+    return (-g,)
 
 
 def _check_matmul(x, y, name="matmul"):
@@ -182,12 +251,24 @@ def _check_matmul(x, y, name="matmul"):
                          f"{y.shape[-2]} differ")
 
 
+def _swap_last(x):
+    """x with its last two axes exchanged."""
+    axes = list(range(x.ndim))
+    axes[-2], axes[-1] = axes[-1], axes[-2]
+    return transpose(x, axes=tuple(axes))
+
+
 @primitive
 def matmul(x, y):
     _check_matmul(x, y)
     return x @ y
-matmul.defvjp(lambda g, ans, x, y: g @ np.swapaxes(y, -1, -2),
-              lambda g, ans, x, y: np.swapaxes(x, -1, -2) @ g)
+
+
+@matmul.defvjp
+def matmul_vjp(ctx, g):
+    x, y = ctx.inputs
+    return (g @ _swap_last(y) if ctx.needs_grad[0] else None,
+            _swap_last(x) @ g if ctx.needs_grad[1] else None)
 
 
 @primitive
@@ -198,174 +279,320 @@ def linear(x, weight, bias):
                          f"{x.shape}, {weight.shape} and {bias.shape}")
     _check_matmul(x, weight.T, "linear")
     return x @ weight.T + bias
-linear.defvjp(lambda g, ans, x, w, b: g @ w,
-              lambda g, ans, x, w, b: g.T @ x,
-              lambda g, ans, x, w, b: g.sum(axis=0))
+
+
+@linear.defvjp
+def linear_vjp(ctx, g):
+    x, weight, bias = ctx.inputs
+    return (g @ weight if ctx.needs_grad[0] else None,
+            g.T @ x if ctx.needs_grad[1] else None,
+            g.sum(axis=0))
 
 
 # ------------------------------------------------------------------------ elementwise functions
 @primitive
 def exp(x):
     return np.exp(x)
-exp.defvjp(lambda g, ans, x: g * ans)
+
+
+@exp.defvjp
+def exp_vjp(ctx, g):
+    return (g * ctx.ans,)
 
 
 @primitive
 def log(x):
     return np.log(x)
-log.defvjp(lambda g, ans, x: g / x)
+
+
+@log.defvjp
+def log_vjp(ctx, g):
+    x, = ctx.inputs
+    return (g / x,)
 
 
 @primitive
 def log1p(x):
     return np.log1p(x)
-log1p.defvjp(lambda g, ans, x: g / (1 + x))
+
+
+@log1p.defvjp
+def log1p_vjp(ctx, g):
+    x, = ctx.inputs
+    return (g / (1 + x),)
 
 
 @primitive
 def sqrt(x):
     return np.sqrt(x)
-sqrt.defvjp(lambda g, ans, x: g * 0.5 / ans)
+
+
+@sqrt.defvjp
+def sqrt_vjp(ctx, g):
+    return (g * 0.5 / ctx.ans,)
+
+
+@primitive
+def sign(x):
+    """-1, 0 or 1; its derivative is 0 wherever it exists."""
+    return np.sign(x)
+
+
+@sign.defvjp
+def sign_vjp(ctx, g):
+    return (None,)
 
 
 @primitive
 def abs(x):  # noqa: A001
     return np.abs(x)
-abs.defvjp(lambda g, ans, x: g * np.sign(x))
+
+
+@abs.defvjp
+def abs_vjp(ctx, g):
+    x, = ctx.inputs
+    return (g * sign(x),)
+
+
+def _tie_split(g, winner: np.ndarray, tie: np.ndarray):
+    """Route ``g`` where ``winner`` holds; split it in half at ties."""
+    return where(tie, g * 0.5, g * winner)
 
 
 @primitive
 def maximum(x, y):
     return np.maximum(x, y)
-maximum.defvjp(lambda g, ans, x, y: _tie_split(g, x > y, x == y),
-               lambda g, ans, x, y: _tie_split(g, y > x, x == y))
+
+
+@maximum.defvjp
+def maximum_vjp(ctx, g):
+    x, y = (value(a) for a in ctx.inputs)
+    return _tie_split(g, x > y, x == y), _tie_split(g, y > x, x == y)
 
 
 @primitive
 def minimum(x, y):
     return np.minimum(x, y)
-minimum.defvjp(lambda g, ans, x, y: _tie_split(g, x < y, x == y),
-               lambda g, ans, x, y: _tie_split(g, y < x, x == y))
+
+
+@minimum.defvjp
+def minimum_vjp(ctx, g):
+    x, y = (value(a) for a in ctx.inputs)
+    return _tie_split(g, x < y, x == y), _tie_split(g, y < x, x == y)
 
 
 @primitive
 def where(condition, x, y):
     return np.where(condition, x, y)
-where.defvjp(None,
-             lambda g, ans, c, x, y: np.where(c, g, 0),
-             lambda g, ans, c, x, y: np.where(c, 0, g))
+
+
+@where.defvjp
+def where_vjp(ctx, g):
+    condition = value(ctx.inputs[0])
+    return None, where(condition, g, 0), where(condition, 0, g)
 
 
 @primitive
 def relu(x):
     return np.maximum(x, 0)
-relu.defvjp(lambda g, ans, x: g * (x > 0))
+
+
+@relu.defvjp
+def relu_vjp(ctx, g):
+    return (g * (value(ctx.inputs[0]) > 0),)
 
 
 @primitive
 def tanh(x):
     return np.tanh(x)
-tanh.defvjp(lambda g, ans, x: g * (1 - ans * ans))
+
+
+@tanh.defvjp
+def tanh_vjp(ctx, g):
+    return (g * (1 - ctx.ans * ctx.ans),)
+
+
+def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) = 1 / (1 + e⁻ˣ) = eˣ / (1 + eˣ), taking the form whose exponential is exp(-|x|) ≤ 1.
+
+    No exponential overflows, and σ keeps its relative precision deep into the negative tail.
+    """
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
 @primitive
 def sigmoid(x):
     return _stable_sigmoid(x)
-sigmoid.defvjp(lambda g, ans, x: g * ans * (1 - ans))
+
+
+@sigmoid.defvjp
+def sigmoid_vjp(ctx, g):
+    return (g * ctx.ans * (1 - ctx.ans),)
 
 
 @primitive
 def softplus(x):
     """log(1 + e^x), computed as logaddexp(0, x) so that it never overflows."""
     return np.logaddexp(0, x)
-softplus.defvjp(lambda g, ans, x: g * _stable_sigmoid(x))
+
+
+@softplus.defvjp
+def softplus_vjp(ctx, g):
+    x, = ctx.inputs
+    return (g * sigmoid(x),)
 
 
 @primitive
 def log_sigmoid(x):
     """log σ(x) = -softplus(-x)."""
     return -np.logaddexp(0, -x)
-log_sigmoid.defvjp(lambda g, ans, x: g * _stable_sigmoid(-x))
 
 
-# ------------------------------------------------------------------------ reductions
+@log_sigmoid.defvjp
+def log_sigmoid_vjp(ctx, g):
+    x, = ctx.inputs
+    return (g * sigmoid(-x),)
+
+
+# ------------------------------------------------------------------------ reductions and broadcasting
 @primitive
 def sum(x, *, axis=None, keepdims=False):  # noqa: A001
     return np.sum(x, axis=axis, keepdims=keepdims)
-sum.defvjp(lambda g, ans, x, axis, keepdims: np.broadcast_to(_expand_reduced(g, axis, keepdims), x.shape))
+
+
+@sum.defvjp
+def sum_vjp(ctx, g):
+    shape = ctx.inputs[0].shape
+    return (broadcast_to(_unreduce(g, shape, ctx.axis, ctx.keepdims), shape=shape),)
 
 
 @primitive
 def mean(x, *, axis=None, keepdims=False):
     return np.mean(x, axis=axis, keepdims=keepdims)
-mean.defvjp(lambda g, ans, x, axis, keepdims:
-            np.broadcast_to(_expand_reduced(g, axis, keepdims) * (ans.size / (x.size or 1)), x.shape))
 
 
-def _max_vjp(g, ans, x, axis, keepdims):
-    """The gradient goes to the maxima, shared equally among ties."""
-    winners = x == _expand_reduced(ans, axis, keepdims)
-    return _expand_reduced(g, axis, keepdims) * winners / winners.sum(axis=axis, keepdims=True, dtype=g.dtype)
+@mean.defvjp
+def mean_vjp(ctx, g):
+    x, = ctx.inputs
+    per_element = ctx.ans.size / (x.size or 1)
+    return (broadcast_to(_unreduce(g, x.shape, ctx.axis, ctx.keepdims) * per_element, shape=x.shape),)
 
 
 @primitive
 def max(x, *, axis=None, keepdims=False):  # noqa: A001
     return np.max(x, axis=axis, keepdims=keepdims)
-max.defvjp(_max_vjp)
+
+
+@max.defvjp
+def max_vjp(ctx, g):
+    """The gradient goes to the maxima, shared equally among ties."""
+    x = value(ctx.inputs[0])
+    winners = x == _unreduce(value(ctx.ans), x.shape, ctx.axis, ctx.keepdims)
+    share = (winners / winners.sum(axis=ctx.axis, keepdims=True)).astype(x.dtype)
+    return (_unreduce(g, x.shape, ctx.axis, ctx.keepdims) * share,)
+
+
+def _max_as_constant(x: np.ndarray, axis) -> np.ndarray:
+    """The maximum along ``axis`` kept as a size-1 axis, 0 where it is infinite: a shift that cancels out."""
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0)
 
 
 @primitive
 def logsumexp(x, *, axis=None, keepdims=False):
     """log Σ exp(x) = m + log Σ exp(x - m) with m the maximum, so no term overflows."""
-    shifted, m = _exp_below_max(x, axis)
-    out = m + np.log(np.sum(shifted, axis=axis, keepdims=True))
+    m = _max_as_constant(x, axis)
+    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _exp_below_max(x, axis):
-    """exp(x - m) and m, the maximum along ``axis`` (0 where it is infinite), kept as a size-1 axis."""
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    return np.exp(x - m), m
-
-
-def _logsumexp_vjp(g, ans, x, axis, keepdims):
+@logsumexp.defvjp
+def logsumexp_vjp(ctx, g):
     """g · softmax(x), as exp(x - m) / Σ exp(x - m): exact where exp(x - ans) would lose ans's rounding."""
-    shifted, _ = _exp_below_max(x, axis)
-    return _expand_reduced(g, axis, keepdims) * shifted / np.sum(shifted, axis=axis, keepdims=True)
+    x, = ctx.inputs
+    shifted = exp(x - _max_as_constant(value(x), ctx.axis))
+    return (_unreduce(g, x.shape, ctx.axis, ctx.keepdims) * shifted / shifted.sum(axis=ctx.axis, keepdims=True),)
 
 
-logsumexp.defvjp(_logsumexp_vjp)
+@primitive
+def broadcast_to(x, *, shape):
+    """x repeated along new leading axes and along its axes of length 1, to ``shape`` (a read-only view)."""
+    return np.broadcast_to(x, shape)
+
+
+@broadcast_to.defvjp
+def broadcast_to_vjp(ctx, g):
+    return (sum_to(g, shape=ctx.inputs[0].shape),)
+
+
+@primitive
+def sum_to(x, *, shape):
+    """x summed over the axes that broadcasting ``shape`` to x's shape would add or stretch."""
+    return unbroadcast(x, tuple(shape), "sum_to")
+
+
+@sum_to.defvjp
+def sum_to_vjp(ctx, g):
+    return (broadcast_to(g, shape=ctx.inputs[0].shape),)
+
+
+def softmax(x, axis: int = -1):
+    """exp(x) / Σ exp(x) along ``axis``, as exp(log_softmax(x)): no exponential overflows."""
+    return exp(log_softmax(x, axis=axis))
+
+
+def log_softmax(x, axis: int = -1):
+    """x - log Σ exp(x) along ``axis``, stable for any finite x."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
 
 
 # ------------------------------------------------------------------------ shapes and indexing
 @primitive
 def reshape(x, *, shape):
     return np.reshape(x, shape)
-reshape.defvjp(lambda g, ans, x, shape: g.reshape(x.shape))
+
+
+@reshape.defvjp
+def reshape_vjp(ctx, g):
+    return (g.reshape(ctx.inputs[0].shape),)
 
 
 @primitive
 def transpose(x, *, axes=None):
     return np.transpose(x, axes)
-transpose.defvjp(lambda g, ans, x, axes:
-                 np.transpose(g, None if axes is None else np.argsort(np.asarray(axes) % x.ndim)))
 
 
-def _getitem_vjp(g, ans, x, index):
-    """Scatter-add ``g`` into zeros: repeated integer indices add up."""
-    grad = np.zeros_like(x)
-    np.add.at(grad, index, g)
-    return grad
+@transpose.defvjp
+def transpose_vjp(ctx, g):
+    inverse = None if ctx.axes is None else tuple(int(a) for a in np.argsort(np.asarray(ctx.axes) % g.ndim))
+    return (transpose(g, axes=inverse),)
 
 
 @primitive
 def _getitem(x, *, index):
     return x[index]
-_getitem.defvjp(_getitem_vjp)
 
 
-def getitem(x, index) -> Tensor:
+@_getitem.defvjp
+def getitem_vjp(ctx, g):
+    return (scatter_add(g, index=ctx.index, shape=ctx.inputs[0].shape),)
+
+
+@primitive
+def scatter_add(x, *, index, shape):
+    """Zeros of ``shape`` with x added at ``index`` (repeated integer indices add up): getitem's VJP."""
+    out = np.zeros(shape, x.dtype)
+    np.add.at(out, index, x)
+    return out
+
+
+@scatter_add.defvjp
+def scatter_add_vjp(ctx, g):
+    return (g[ctx.index],)
+
+
+def getitem(x, index):
     """``x[index]``: slices, integers, ``None``, ellipsis, boolean masks and integer arrays."""
     if isinstance(index, Tensor):
         index = index.data
@@ -374,25 +601,36 @@ def getitem(x, index) -> Tensor:
     return _getitem(x, index=index)
 
 
-@primitive(variadic=True)
+@primitive
 def _concatenate(*xs, axis=0):
     return np.concatenate(xs, axis=axis)
-_concatenate.defvjp(lambda i, g, ans, *xs, axis:
-                    np.split(g, np.cumsum([x.shape[axis] for x in xs])[:-1], axis=axis)[i])
 
 
-def concatenate(tensors, axis: int = 0) -> Tensor:
+@_concatenate.defvjp
+def concatenate_vjp(ctx, g):
+    axis = ctx.axis % g.ndim
+    ends = np.cumsum([x.shape[axis] for x in ctx.inputs])
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (slice(int(end - x.shape[axis]), int(end)),)] for x, end in zip(ctx.inputs, ends))
+
+
+def concatenate(tensors, axis: int = 0):
     """Join tensors along an existing axis."""
     return _concatenate(*tensors, axis=axis)
 
 
-@primitive(variadic=True)
+@primitive
 def _stack(*xs, axis=0):
     return np.stack(xs, axis=axis)
-_stack.defvjp(lambda i, g, ans, *xs, axis: np.take(g, i, axis=axis))
 
 
-def stack(tensors, axis: int = 0) -> Tensor:
+@_stack.defvjp
+def stack_vjp(ctx, g):
+    lead = (slice(None),) * (ctx.axis % g.ndim)
+    return tuple(g[lead + (i,)] for i in range(len(ctx.inputs)))
+
+
+def stack(tensors, axis: int = 0):
     """Join tensors along a new axis."""
     return _stack(*tensors, axis=axis)
 
@@ -411,12 +649,60 @@ def binary_cross_entropy_with_logits(logits, targets, *, reduction="mean"):
     return _REDUCTIONS[reduction](loss)
 
 
-def _bce_scale(g, logits, targets, reduction):
-    """The output gradient per element: g itself, broadcast, or divided by the element count."""
-    shape = np.broadcast_shapes(logits.shape, targets.shape)
-    return g if reduction == "none" else np.broadcast_to(g / (1 if reduction == "sum" else np.prod(shape, dtype=g.dtype)), shape)
+@binary_cross_entropy_with_logits.defvjp
+def binary_cross_entropy_with_logits_vjp(ctx, g):
+    """∂ℓ/∂z = σ(z) - t and ∂ℓ/∂t = -z, times the output gradient of each element."""
+    z, t = ctx.inputs
+    shape = np.broadcast_shapes(z.shape, t.shape)
+    if ctx.reduction != "none":
+        count = int(np.prod(shape)) if ctx.reduction == "mean" else 1
+        g = broadcast_to(g / count, shape=shape)
+    return g * (sigmoid(z) - t), g * -z
 
 
-binary_cross_entropy_with_logits.defvjp(
-    lambda g, ans, z, t, reduction: _bce_scale(g, z, t, reduction) * (_stable_sigmoid(z) - t),
-    lambda g, ans, z, t, reduction: _bce_scale(g, z, t, reduction) * -z)
+# ------------------------------------------------------------------------ comparisons (no gradient)
+def _compare(ufunc):
+    def compare(x, y):
+        """A boolean array (a Tensor if an argument is one) that records no graph."""
+        arrays = as_arrays(ufunc.__name__, (x, y))
+        out = ufunc(*arrays)
+        return Tensor(out) if isinstance(x, Tensor) or isinstance(y, Tensor) else out
+    compare.__name__ = ufunc.__name__
+    return compare
+
+
+less, less_equal, greater, greater_equal, equal, not_equal = (
+    _compare(u) for u in (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal))
+
+
+# ------------------------------------------------------------------------ the Tensor's operators and methods
+def _install_tensor_methods():
+    """Give ``Tensor`` its operators and methods: each calls one of the functions above."""
+    def method(function):
+        return lambda self, *args, **kwargs: function(self, *args, **kwargs)
+
+    def reflected(function):
+        return lambda self, other: function(other, self)
+
+    binary = {"add": add, "sub": sub, "mul": mul, "truediv": div, "pow": pow, "matmul": matmul}
+    for name, op in binary.items():
+        setattr(Tensor, f"__{name}__", method(op))
+        setattr(Tensor, f"__r{name}__", reflected(op))
+    for name, compare in {"lt": less, "le": less_equal, "gt": greater, "ge": greater_equal,
+                          "eq": equal, "ne": not_equal}.items():
+        setattr(Tensor, f"__{name}__", method(compare))
+    Tensor.__neg__ = method(neg)
+    Tensor.__getitem__ = method(getitem)
+    for op in (exp, log, log1p, sqrt, abs, relu, tanh, sigmoid, softplus, log_sigmoid):
+        setattr(Tensor, op.name, method(op))
+    for op in (sum, mean, max, logsumexp):
+        setattr(Tensor, op.name, lambda self, axis=None, keepdims=False, op=op: op(self, axis=axis, keepdims=keepdims))
+    Tensor.softmax = lambda self, axis=-1: softmax(self, axis=axis)
+    Tensor.log_softmax = lambda self, axis=-1: log_softmax(self, axis=axis)
+    Tensor.transpose = lambda self, *axes: transpose(self, axes=axes[0] if len(axes) == 1 else (axes or None))
+    Tensor.reshape = lambda self, *shape: reshape(
+        self, shape=shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+    Tensor.T = property(lambda self: transpose(self))
+
+
+_install_tensor_methods()

@@ -1,75 +1,127 @@
 """The Tensor: an ndarray, the op that produced it, and reverse-mode differentiation.
 
-A tensor made by an op remembers the op, its parent tensors and the op's static parameters.
-``backward`` walks that graph once in reverse topological order, asking each op for the
-vector-Jacobian product of the gradient flowing into it with respect to each parent, and adds the
-results into the ``.grad`` of the leaves that require a gradient.
+A tensor made by an op remembers the op, its parent tensors, the op's static parameters and what
+the op's forward saved for its backward. ``backward`` walks that graph once in reverse topological
+order; at each node it asks the op for the gradients of all its tensor arguments at once (the
+op's backward, see ``ops.py``), sums what reaches each tensor, and leaves the result in the
+``.grad`` of the leaves that require a gradient.
+
+With ``create_graph=True`` the same walk runs on Tensors instead of arrays: every op of every
+backward records a graph, so the gradients it leaves can be differentiated again.
+
+This file imports nothing else of the engine: the walk needs only ``+``, ``.sum`` and ``.reshape``,
+which ndarrays and Tensors both have (``ops.py`` gives Tensors their operators and methods).
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
 from .graph import topological_order
 
-_grad_enabled = True
+
+# ---------------------------------------------------------------------------- gradient mode
+class _GradMode(threading.local):
+    """Whether ops record the graph, per thread (a new thread starts with recording on)."""
+    enabled = True
+
+
+_mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record the graph (False inside ``no_grad``)."""
-    return _grad_enabled
+    """Whether ops record the graph in this thread (False inside ``no_grad``)."""
+    return _mode.enabled
 
 
-class no_grad(contextlib.ContextDecorator):
-    """Context manager and decorator: ops inside it record no graph, as in ``torch.no_grad``."""
+class set_grad_enabled:
+    """Switch graph recording on or off for this thread, as ``torch.set_grad_enabled``.
 
-    def __init__(self):
-        self._previous = []  # a stack, so that one instance can be entered again while inside it
+    Called, it switches at once; used as ``with set_grad_enabled(mode):``, it restores the previous
+    mode at the end of the block.
+    """
+
+    def __init__(self, mode: bool):
+        self.previous = _mode.enabled
+        _mode.enabled = bool(mode)
 
     def __enter__(self):
-        global _grad_enabled
-        self._previous.append(_grad_enabled)
-        _grad_enabled = False
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous.pop()
+        _mode.enabled = self.previous
         return False
 
 
+class _GradModeBlock(contextlib.ContextDecorator):
+    """A context manager and decorator that sets the gradient mode of the thread that enters it."""
+
+    mode = None
+
+    def __init__(self):
+        self._entered = threading.local()  # one stack of previous modes per thread: instances may be shared
+
+    def __enter__(self):
+        stack = self._entered.__dict__.setdefault("stack", [])
+        stack.append(_mode.enabled)
+        _mode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled = self._entered.stack.pop()
+        return False
+
+
+class no_grad(_GradModeBlock):
+    """Ops inside it record no graph, in this thread, as ``torch.no_grad``; also a decorator."""
+    mode = False
+
+
+class enable_grad(_GradModeBlock):
+    """Ops inside it record the graph again, in this thread, as ``torch.enable_grad``; also a decorator."""
+    mode = True
+
+
+# ---------------------------------------------------------------------------- the tensor
 class Tensor:
     """An n-d array that can record the ops applied to it and differentiate through them.
 
     ``data`` is the ndarray; ``grad`` is None until ``backward`` reaches this tensor, then an
-    ndarray of the same shape and dtype. ``op``, ``parents`` and ``params`` describe the op that
-    produced the tensor (``op`` is None for a leaf).
+    ndarray of the same shape and dtype (a Tensor after ``backward(create_graph=True)``).
+    ``op``, ``parents``, ``static`` (the op's static parameters) and ``saved`` (what the op's
+    forward kept for its backward) describe the op that produced the tensor; ``op`` is None for
+    a leaf.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "op", "parents", "params", "name")
+    __slots__ = ("data", "grad", "requires_grad", "op", "parents", "static", "saved", "name", "_hooks",
+                 "_retains_grad")
     __array_priority__ = 1000  # so that ndarray <op> Tensor defers to Tensor's reflected op
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None):
         if isinstance(data, Tensor):
             data = data.data
         self.data = np.asarray(data)
-        if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
+        if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating-point tensors can require grad, got dtype {self.data.dtype}")
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.op = None
         self.parents = ()
-        self.params = {}
+        self.static = {}
+        self.saved = None
         self.name = name
+        self._hooks = None
+        self._retains_grad = False
 
     @classmethod
-    def from_op(cls, data: np.ndarray, op, parents: tuple, params: dict) -> "Tensor":
+    def from_op(cls, data: np.ndarray, op, parents: tuple, static: dict, saved=None) -> "Tensor":
         """The result of ``op``: it records its parents only when some parent requires grad."""
         out = cls(data)
-        if _grad_enabled and any(p.requires_grad for p in parents):
+        if _mode.enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
-            out.op, out.parents, out.params = op, parents, params
+            out.op, out.parents, out.static, out.saved = op, parents, static, saved
         return out
 
     # ----------------------------------------------------------------- array-like attributes
@@ -89,6 +141,11 @@ class Tensor:
     def size(self) -> int:
         return self.data.size
 
+    @property
+    def is_leaf(self) -> bool:
+        """True for a tensor no recorded op produced (inputs, parameters, constants)."""
+        return self.op is None
+
     def __len__(self) -> int:
         return len(self.data)
 
@@ -96,9 +153,33 @@ class Tensor:
         """The underlying ndarray (not a copy)."""
         return self.data
 
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(t)`` is the tensor's data: NumPy functions applied to a Tensor see its array
+        and record no graph."""
+        if copy:
+            return np.array(self.data, dtype=dtype)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
     def item(self):
         """The value of a one-element tensor as a Python number."""
         return self.data.item()
+
+    def __float__(self) -> float:
+        return float(self._one_element("float"))
+
+    def __int__(self) -> int:
+        return int(self._one_element("int"))
+
+    def __bool__(self) -> bool:
+        return bool(self._one_element("bool"))
+
+    def _one_element(self, kind: str):
+        if self.data.size != 1:
+            raise TypeError(f"{kind}(): only a one-element tensor converts to a Python {kind}, "
+                            f"this one has shape {self.shape}")
+        return self.data.item()
+
+    __hash__ = object.__hash__  # == compares elementwise (see ops.py), so hashing stays by identity
 
     def __repr__(self) -> str:
         origin = f"op={self.op.name}" if self.op is not None else "leaf"
@@ -115,7 +196,7 @@ class Tensor:
         """Set ``requires_grad`` in place (leaves only) and return self."""
         if self.op is not None:
             raise ValueError("requires_grad_: only a leaf tensor's flag can be set; use detach() first")
-        if requires_grad and not np.issubdtype(self.dtype, np.floating):
+        if requires_grad and self.dtype.kind != "f":
             raise TypeError(f"requires_grad_: only floating-point tensors can require grad, got dtype {self.dtype}")
         self.requires_grad = requires_grad
         return self
@@ -124,95 +205,165 @@ class Tensor:
         """Forget the accumulated gradient."""
         self.grad = None
 
-    def backward(self, grad=None) -> None:
+    def retain_grad(self) -> "Tensor":
+        """Keep this tensor's gradient in ``.grad`` at the next ``backward``, even if it is not a leaf."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: this tensor does not require grad, so no gradient reaches it")
+        self._retains_grad = True
+        return self
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with the gradient flowing into this tensor during every backward pass.
+
+        ``grad`` is the tensor's whole gradient (every path summed), an ndarray (a Tensor under
+        ``create_graph``); a hook that returns a value replaces the gradient with it (same shape),
+        for the tensors below. Returns a handle whose ``remove()`` unregisters the hook.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: this tensor does not require grad, so no gradient reaches it")
+        if not callable(hook):
+            raise TypeError(f"register_hook: expected a callable, got {type(hook).__name__}")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return _HookHandle(self._hooks, hook)
+
+    def backward(self, grad=None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) · grad into ``leaf.grad`` for every leaf requiring grad.
 
         ``grad`` is the seed of the vector-Jacobian products: 1 by default for a one-element
-        tensor, required otherwise, and of this tensor's shape.
+        tensor, required otherwise, and of this tensor's shape. With ``create_graph`` the backward
+        pass is itself recorded and the gradients left in ``.grad`` are Tensors that can be
+        differentiated again; without it, they are plain ndarrays and nothing is recorded.
+        Tensors that called ``retain_grad`` also keep their gradient.
+
+        Raises RuntimeError when this tensor does not require grad, or when no seed is given for a
+        tensor of more than one element; ValueError for a seed of the wrong shape.
         """
+        seed = self._seed(grad, "backward")
+        handed_out = set()
+
+        def keep(node, g):
+            if node.op is not None and not node._retains_grad:
+                return
+            if create_graph:
+                node.grad = g if node.grad is None else _as_tensor(node.grad) + g
+            elif node.grad is None:
+                # A leaf owns its gradient: an ndarray (not a NumPy scalar), never a read-only view,
+                # nor an array shared with another tensor.
+                if not isinstance(g, np.ndarray) or id(g) in handed_out or not g.flags.owndata \
+                        or not g.flags.writeable:
+                    g = np.array(g)
+                handed_out.add(id(g))
+                node.grad = g
+            else:
+                node.grad = np.asarray(node.grad + (g.data if isinstance(g, Tensor) else g))
+
+        backpropagate(self, seed, create_graph, keep)
+
+    def _seed(self, grad, where: str):
+        """The seed gradient for a walk from this tensor, checked, as an ndarray of its shape and dtype."""
         if not self.requires_grad:
-            raise RuntimeError("backward: this tensor does not require grad (no input requires grad, "
+            raise RuntimeError(f"{where}: this tensor does not require grad (no input requires grad, "
                                "or it was computed under no_grad)")
         if grad is None:
             if self.size != 1:
-                raise RuntimeError(f"backward: a seed gradient is needed for a non-scalar tensor of shape "
+                raise RuntimeError(f"{where}: a seed gradient is needed for a non-scalar tensor of shape "
                                    f"{self.shape}; call backward(grad) with an array of that shape")
-            grad = np.ones_like(self.data)
-        grad = np.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)  # a copy: ours to hand out
-        if grad.shape != self.shape:
-            raise ValueError(f"backward: seed gradient of shape {grad.shape} for a tensor of shape {self.shape}")
+            return np.ones_like(self.data)
+        seed = np.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)  # a copy: ours
+        if seed.shape != self.shape:
+            raise ValueError(f"{where}: seed gradient of shape {seed.shape} for a tensor of shape {self.shape}")
+        return seed
 
-        grads = {id(self): grad}
-        handed_out = set()
-        for node in reversed(topological_order(self)):
+
+class _HookHandle:
+    """What ``register_hook`` returns: ``remove()`` takes the hook off its tensor."""
+
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+class BackwardContext:
+    """What an op's backward receives besides the output gradient.
+
+    ``inputs`` (the op's tensor arguments), ``ans`` (its output) and ``saved`` (what its forward
+    kept) are ndarrays in a plain backward pass and Tensors of the graph under ``create_graph``
+    (``saved`` stays as the forward left it); ``needs_grad[i]`` says whether input i wants a
+    gradient (the backward may return None for the others). The op's static parameters are
+    attributes too (``ctx.axis``, ...).
+    """
+
+    def __init__(self, node, create_graph: bool):
+        if create_graph:
+            self.inputs, self.ans = node.parents, node
+        else:
+            self.inputs, self.ans = tuple(p.data for p in node.parents), node.data
+        self.saved = node.saved
+        self.needs_grad = tuple(p.requires_grad for p in node.parents)
+        self.__dict__.update(node.static)
+
+
+def backpropagate(root: Tensor, seed, create_graph: bool, keep) -> None:
+    """The reverse-mode walk below ``root``, seeded with ``seed`` (root's shape).
+
+    Visits every tensor that ``root`` depends on, children before parents, once its whole gradient
+    is known: runs its hooks, calls ``keep(tensor, gradient)``, then asks its op for the gradients
+    of its inputs and adds each to what already reached that input. Without ``create_graph`` the
+    gradients are ndarrays and nothing is recorded; with it, they are Tensors and every op of
+    every backward records its graph.
+    """
+    if create_graph:
+        seed = _as_tensor(seed)
+    grads = {id(root): seed}
+    with set_grad_enabled(create_graph):
+        for node in reversed(topological_order(root)):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
+            if node._hooks:
+                g = _run_hooks(node, g, create_graph)
+            keep(node, g)
             if node.op is None:
-                if node.grad is None:
-                    # A leaf owns its gradient: an ndarray (not a NumPy scalar), never a read-only view,
-                    # nor an array shared with another leaf.
-                    if not isinstance(g, np.ndarray) or id(g) in handed_out or not g.flags.owndata \
-                            or not g.flags.writeable:
-                        g = np.array(g)
-                    handed_out.add(id(g))
-                    node.grad = g
-                else:
-                    node.grad = np.asarray(node.grad + g)
                 continue
-            arrays = [p.data for p in node.parents]
-            for i, parent in enumerate(node.parents):
-                if not parent.requires_grad:
+            input_grads = node.op.backward(BackwardContext(node, create_graph), g)
+            for i, (parent, pg) in enumerate(zip(node.parents, input_grads)):
+                if pg is None or not parent.requires_grad:
                     continue
-                pg = node.op.vjp(i, g, node.data, arrays, node.params)
+                if create_graph:
+                    pg = _as_tensor(pg)
+                elif isinstance(pg, Tensor):
+                    pg = pg.data
                 if pg.shape != parent.shape:
                     pg = unbroadcast(pg, parent.shape, f"{node.op.name} (argument {i})")
                 previous = grads.get(id(parent))
                 grads[id(parent)] = pg if previous is None else previous + pg
-            node.op.vjps_done(node.params)
-
-    # ----------------------------------------------------------------- operators and methods
-    def __add__(self, other): return _ops.add(self, other)
-    def __radd__(self, other): return _ops.add(other, self)
-    def __sub__(self, other): return _ops.sub(self, other)
-    def __rsub__(self, other): return _ops.sub(other, self)
-    def __mul__(self, other): return _ops.mul(self, other)
-    def __rmul__(self, other): return _ops.mul(other, self)
-    def __truediv__(self, other): return _ops.div(self, other)
-    def __rtruediv__(self, other): return _ops.div(other, self)
-    def __pow__(self, other): return _ops.pow(self, other)
-    def __rpow__(self, other): return _ops.pow(other, self)
-    def __matmul__(self, other): return _ops.matmul(self, other)
-    def __rmatmul__(self, other): return _ops.matmul(other, self)
-    def __neg__(self): return _ops.neg(self)
-    def __getitem__(self, index): return _ops.getitem(self, index)
-
-    def exp(self): return _ops.exp(self)
-    def log(self): return _ops.log(self)
-    def log1p(self): return _ops.log1p(self)
-    def sqrt(self): return _ops.sqrt(self)
-    def abs(self): return _ops.abs(self)
-    def relu(self): return _ops.relu(self)
-    def tanh(self): return _ops.tanh(self)
-    def sigmoid(self): return _ops.sigmoid(self)
-    def softplus(self): return _ops.softplus(self)
-    def log_sigmoid(self): return _ops.log_sigmoid(self)
-    def sum(self, axis=None, keepdims=False): return _ops.sum(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return _ops.mean(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return _ops.max(self, axis=axis, keepdims=keepdims)
-    def logsumexp(self, axis=None, keepdims=False): return _ops.logsumexp(self, axis=axis, keepdims=keepdims)
-    def transpose(self, *axes): return _ops.transpose(self, axes=axes[0] if len(axes) == 1 else (axes or None))
-
-    def reshape(self, *shape):
-        return _ops.reshape(self, shape=shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
-
-    @property
-    def T(self):
-        return _ops.transpose(self)
 
 
-def unbroadcast(grad: np.ndarray, shape: tuple, where: str = "unbroadcast") -> np.ndarray:
-    """Sum ``grad`` over the axes that broadcasting added or stretched to reach it from ``shape``."""
+def _run_hooks(node: Tensor, g, create_graph: bool):
+    for hook in list(node._hooks):
+        replaced = hook(g)
+        if replaced is not None:
+            replaced = _as_tensor(replaced) if create_graph else np.asarray(
+                replaced.data if isinstance(replaced, Tensor) else replaced, dtype=node.dtype)
+            if replaced.shape != node.shape:
+                raise RuntimeError(f"register_hook: a hook returned a gradient of shape {replaced.shape} "
+                                   f"for a tensor of shape {node.shape}")
+            g = replaced
+    return g
+
+
+def _as_tensor(value) -> Tensor:
+    return value if isinstance(value, Tensor) else Tensor(value)
+
+
+def unbroadcast(grad, shape: tuple, where: str = "unbroadcast"):
+    """Sum ``grad`` (an ndarray or a Tensor) over the axes that broadcasting added or stretched to reach
+    it from ``shape``: the gradient of broadcasting."""
     extra = grad.ndim - len(shape)
     if extra < 0 or any(n != 1 and n != m for n, m in zip(shape, grad.shape[extra:])):
         raise RuntimeError(f"{where}: a gradient of shape {grad.shape} cannot belong to a tensor of shape {shape}")
@@ -220,6 +371,3 @@ def unbroadcast(grad: np.ndarray, shape: tuple, where: str = "unbroadcast") -> n
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad.reshape(shape)
-
-
-from . import ops as _ops  # noqa: E402  (the ops need Tensor defined first)

@@ -3,14 +3,21 @@
 The backend is read once, at import, from the environment variable ``MINIVAE_KERNELS`` ("numba",
 the default, or "numpy"), and can be switched at run time with ``use``. The switch is global to
 the process (not per thread).
+
+Numba is a speed-up, not a condition: where it cannot be imported, every kernel runs its NumPy
+reference, and a warning says so once.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
+import warnings
 
-import numba
+try:
+    import numba
+except ImportError:  # the NumPy references do everything
+    numba = None
 
 BACKENDS = ("numba", "numpy")
 ENV_VAR = "MINIVAE_KERNELS"
@@ -26,7 +33,16 @@ def _checked(backend: str, where: str) -> str:
     return backend
 
 
+def _numba_available(where: str) -> bool:
+    if numba is None:
+        warnings.warn(f"{where}: Numba is not installed, so the fast kernels are off; every kernel runs its "
+                      f"NumPy reference (pip install numba to turn them on)", RuntimeWarning, stacklevel=3)
+    return numba is not None
+
+
 _active = _checked(os.environ.get(ENV_VAR, "numba").strip().lower() or "numba", f"{ENV_VAR} (environment)")
+if _active == "numba" and not _numba_available("minivae.kernels"):
+    _active = "numpy"
 
 
 def active() -> str:
@@ -38,7 +54,10 @@ def active() -> str:
 def use(backend: str):
     """Run every kernel on ``backend`` ("numba" or "numpy") inside the ``with`` block."""
     global _active
-    previous, _active = _active, _checked(backend, "minivae.kernels.use")
+    backend = _checked(backend, "minivae.kernels.use")
+    if backend == "numba" and numba is None:
+        raise RuntimeError("minivae.kernels.use: the numba backend needs Numba, which is not installed")
+    previous, _active = _active, backend
     try:
         yield
     finally:
@@ -53,6 +72,8 @@ def jit(fastmath=False):
     ``nogil`` lets other Python threads run meanwhile. No ``parallel=True``: on two cores the
     compiled kernels' threads and OpenBLAS's threads oversubscribe them (see benchmarks/README.md).
     """
+    if numba is None:
+        return lambda function: function  # never called: the NumPy references run instead
     return numba.njit(cache=True, nogil=True, error_model="numpy",
                       fastmath=set(fastmath) if isinstance(fastmath, tuple) else fastmath)
 

@@ -1,0 +1,162 @@
+"""Derivatives as functions, in the style of JAX and HIPS autograd: ``grad``, ``value_and_grad``,
+``vjp``, ``hvp`` and ``jacobian``.
+
+They are built on one walk, ``gradients(output, inputs)`` (the same walk as ``Tensor.backward``,
+but returning the gradients of the given tensors instead of accumulating them into ``.grad``).
+While graph recording is on, that walk records itself (``create_graph``), so every result can be
+differentiated again: ``grad(grad(f))`` is the second derivative of f.
+
+Arguments that are arrays, numbers or Tensors not requiring grad become fresh leaves requiring
+grad; Tensors that already require grad (from an enclosing ``grad``) are used as they are, so that
+the derivative stays connected to the outer graph. Inside ``no_grad`` these functions still
+differentiate ``f`` (they record what they need themselves), but their results record no graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ops import stack
+from .tensor import Tensor, backpropagate, enable_grad, is_grad_enabled
+
+
+def gradients(output: Tensor, inputs, grad_output=None, create_graph: bool | None = None) -> tuple:
+    """The gradients of ``output`` with respect to each of ``inputs`` (Tensors, leaves or not), as a tuple.
+
+    ``grad_output`` seeds the walk (required unless ``output`` has one element); an input that
+    ``output`` does not depend on gets zeros. ``.grad`` fields are not touched. ``create_graph``
+    (default: whether graph recording is on) records the walk, so that the gradients are Tensors
+    of a graph; otherwise they are Tensors holding plain arrays. Raises RuntimeError when
+    ``output`` does not require grad.
+    """
+    if create_graph is None:
+        create_graph = is_grad_enabled()
+    inputs = tuple(inputs)
+    for x in inputs:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"gradients: inputs must be Tensors, got {type(x).__name__}")
+    found = {}
+    wanted = {id(x) for x in inputs}
+
+    def keep(node, g):
+        if id(node) in wanted:
+            found[id(node)] = g
+
+    if output.requires_grad:
+        backpropagate(output, output._seed(grad_output, "gradients"), create_graph, keep)
+    elif output.size != 1 and grad_output is None:
+        raise RuntimeError(f"gradients: a seed gradient is needed for a non-scalar output of shape {output.shape}")
+    return tuple(_as_tensor(found.get(id(x), np.zeros_like(x.data))) for x in inputs)
+
+
+def value_and_grad(f, argnums=0):
+    """A function returning ``(f(*args), ∂f/∂args[argnums])`` for a scalar-valued ``f``.
+
+    ``argnums`` is an int (one gradient) or a tuple of ints (a tuple of gradients). The value and
+    the gradients are Tensors; each gradient has its argument's shape and dtype. Raises TypeError
+    when f does not return a one-element Tensor, ValueError for an argnum out of range.
+    """
+    def value_and_grad_f(*args):
+        recording = is_grad_enabled()
+        with enable_grad():
+            args, targets = _leaves(args, argnums, "value_and_grad", recording)
+            out = f(*args)
+            if not isinstance(out, Tensor) or out.size != 1:
+                shape = out.shape if isinstance(out, Tensor) else type(out).__name__
+                raise TypeError(f"grad: f must return a one-element Tensor, got {shape}; for a vector output use "
+                                f"jacobian or vjp")
+            grads = gradients(out, [args[i] for i in targets], create_graph=recording)
+        if not recording:
+            out = out.detach()
+        return out, grads if isinstance(argnums, tuple) else grads[0]
+    return value_and_grad_f
+
+
+def grad(f, argnums=0):
+    """The gradient function of a scalar-valued ``f``: ``grad(f)(*args)`` is ∂f/∂args[argnums].
+
+    Composes with itself: ``grad(grad(f))`` gives the second derivative of a scalar function.
+    """
+    value_and_grad_f = value_and_grad(f, argnums)
+
+    def grad_f(*args):
+        return value_and_grad_f(*args)[1]
+    return grad_f
+
+
+def vjp(f, *args):
+    """``(f(*args), vjp_fn)`` with ``vjp_fn(v)`` the tuple of vᵀ ∂f/∂args, one per argument."""
+    recording = is_grad_enabled()
+    with enable_grad():
+        args, _ = _leaves(args, tuple(range(len(args))), "vjp", recording)
+        out = f(*args)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"vjp: f must return a Tensor, got {type(out).__name__}")
+
+    def vjp_fn(v):
+        return gradients(out, args, grad_output=v, create_graph=recording)
+    return (out if recording else out.detach()), vjp_fn
+
+
+def hvp(f, x, v) -> Tensor:
+    """The Hessian-vector product H v of a scalar-valued ``f`` at ``x``: ∂/∂x (∇f(x) · v).
+
+    ``v`` has x's shape. Two reverse passes, the first recorded; the Hessian is never formed.
+    """
+    v = v.data if isinstance(v, Tensor) else np.asarray(v)
+    if v.shape != np.shape(x.data if isinstance(x, Tensor) else x):
+        raise ValueError(f"hvp: v of shape {v.shape} for x of shape {np.shape(x)}")
+    return grad(lambda x: (grad(f)(x) * v).sum())(x)
+
+
+def jacobian(f, argnums=0):
+    """The Jacobian function of ``f``: ``jacobian(f)(*args)`` has shape f's output shape + the argument's.
+
+    One reverse pass per output element, so meant for small functions.
+    """
+    def jacobian_f(*args):
+        recording = is_grad_enabled()
+        with enable_grad():
+            args, targets = _leaves(args, argnums, "jacobian", recording)
+            out = f(*args)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"jacobian: f must return a Tensor, got {type(out).__name__}")
+        inputs = [args[i] for i in targets]
+        rows = []
+        for k in range(out.size):
+            seed = np.zeros(out.size, out.dtype)
+            seed[k] = 1
+            rows.append(gradients(out, inputs, grad_output=seed.reshape(out.shape), create_graph=recording))
+        results = []
+        for j, x in enumerate(inputs):
+            if not rows:
+                results.append(Tensor(np.zeros(out.shape + x.shape, x.dtype)))
+                continue
+            results.append(stack([row[j] for row in rows]).reshape(out.shape + x.shape))
+        return tuple(results) if isinstance(argnums, tuple) else results[0]
+    return jacobian_f
+
+
+def _leaves(args, argnums, where: str, recording: bool):
+    """``args`` with the differentiated ones as Tensors requiring grad, and their positions.
+
+    While ``recording``, a Tensor that already requires grad is kept, so that the result stays in
+    the graph of whatever differentiates the caller.
+    """
+    targets = argnums if isinstance(argnums, tuple) else (argnums,)
+    args = list(args)
+    for i in targets:
+        if not isinstance(i, int) or not -len(args) <= i < len(args):
+            raise ValueError(f"{where}: argnums {argnums!r} out of range for {len(args)} argument(s)")
+        x = args[i]
+        if isinstance(x, Tensor) and x.requires_grad and recording:
+            continue
+        data = np.asarray(x.data if isinstance(x, Tensor) else x)
+        if data.dtype.kind != "f":
+            raise TypeError(f"{where}: argument {i} must be floating-point to be differentiated, got dtype "
+                            f"{data.dtype}")
+        args[i] = Tensor(data, requires_grad=True)
+    return args, tuple(i % len(args) for i in targets)
+
+
+def _as_tensor(value) -> Tensor:
+    return value if isinstance(value, Tensor) else Tensor(value)
