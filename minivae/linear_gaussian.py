@@ -22,7 +22,8 @@ import numpy as np
 
 from .distributions import GaussianLikelihood, StandardNormal
 from .distributions.gaussian import LOG_2PI
-from .engine import Tensor, exp, linear, logsumexp, no_grad
+from .engine import Tensor, exp, logsumexp, no_grad
+from .functions import linear
 from .nn import Module, Parameter, as_float_tensor, as_generator, is_positive_int
 from .optim import Adam
 

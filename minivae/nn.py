@@ -10,8 +10,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from .engine import Tensor, relu, sigmoid, softplus, tanh
-from .kernels.fused import dense
+from . import functions
+from .engine import Tensor, sigmoid, softplus, tanh
 
 
 def as_generator(rng, name: str = "rng") -> np.random.Generator:
@@ -167,14 +167,13 @@ class Linear(Module):
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
         self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
 
-    def forward(self, x, relu: bool = False) -> Tensor:
-        """x Wᵀ + b; with ``relu``, max(x Wᵀ + b, 0) in the same fused op (``dense``)."""
+    def forward(self, x) -> Tensor:
+        """x Wᵀ + b (``minivae.functions.linear``), x of shape (..., in_features) → (..., out_features)."""
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected an input whose last "
                              f"dimension is {self.in_features}, got shape {x.shape}")
-        bias = self.bias if self.bias is not None else np.zeros(self.out_features, self.weight.dtype)
-        return dense(x, self.weight, bias, relu=relu)
+        return functions.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -193,12 +192,9 @@ class Sequential(Module):
         return ((str(i), module) for i, module in enumerate(self.layers))
 
     def forward(self, x):
-        """The modules in order; a Linear followed by a ReLU runs as one fused op (``Linear.forward(x, relu=True)``)."""
-        layers, i = self.layers, 0
-        while i < len(layers):
-            fused = isinstance(layers[i], Linear) and i + 1 < len(layers) and isinstance(layers[i + 1], ReLU)
-            x = layers[i](x, relu=True) if fused else layers[i](x)
-            i += 2 if fused else 1
+        """Each module in order, applied to the previous one's output."""
+        for layer in self.layers:
+            x = layer(x)
         return x
 
     def __getitem__(self, i: int) -> Module:
@@ -221,8 +217,8 @@ class Activation(Module):
 
 
 class ReLU(Activation):
-    """max(x, 0)."""
-    function = staticmethod(relu)
+    """max(x, 0) (``minivae.functions.relu``: after a Linear, the fast kernels run both as one pass)."""
+    function = staticmethod(functions.relu)
 
 
 class Tanh(Activation):

@@ -74,12 +74,16 @@ class VAE(Module):
                 "activation": self.activation, "dtype": self.dtype.name}
 
     # ----------------------------------------------------------------- the networks
-    def _as_data(self, x, owner: str) -> Tensor:
-        """x as a (batch, input_dim) Tensor of the model's dtype with values in [0, 1]."""
+    def _as_data(self, x, owner: str, check_range: bool = True) -> Tensor:
+        """x as a (batch, input_dim) Tensor of the model's dtype with values in [0, 1].
+
+        ``check_range=False`` where the Bernoulli likelihood checks the values itself (within the
+        fused kernel's pass): the training step makes no pass over the data of its own.
+        """
         x = as_float_tensor(x, owner, "x", dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"{owner}: x must have shape (batch, {self.input_dim}), got {x.shape}")
-        if x.size and not (x.data.min() >= 0.0 and x.data.max() <= 1.0):
+        if check_range and x.size and not (x.data.min() >= 0.0 and x.data.max() <= 1.0):
             raise ValueError(f"{owner}: x must hold intensities in [0, 1], got values in "
                              f"[{x.data.min()}, {x.data.max()}]")
         return x
@@ -123,7 +127,7 @@ class VAE(Module):
             raise ValueError(f"VAE.elbo: estimator must be one of {ESTIMATORS}, got {estimator!r}")
         if not is_positive_int(samples):
             raise ValueError(f"VAE.elbo: samples must be a positive int, got {samples!r}")
-        x = self._as_data(x, "VAE.elbo")
+        x = self._as_data(x, "VAE.elbo", check_range=False)
         posterior = DiagonalGaussian(*self._encode(x))
         z = posterior.rsample(rng, samples=samples)
         log_px_given_z = self.reconstruction_log_likelihood(x, z)
@@ -157,7 +161,7 @@ class VAE(Module):
                 raise ValueError(f"VAE.importance_weighted_log_likelihood: {name} must be a positive int, "
                                  f"got {value!r}")
         rng = as_generator(rng, "VAE.importance_weighted_log_likelihood")
-        x = self._as_data(x, "VAE.importance_weighted_log_likelihood")
+        x = self._as_data(x, "VAE.importance_weighted_log_likelihood", check_range=False)
         posterior = DiagonalGaussian(*self._encode(x))
         total = np.full(x.shape[0], -np.inf)
         for start in range(0, k, chunk):

@@ -21,17 +21,16 @@ def test_matmul_refuses_vectors():
 
 
 def test_linear_names_itself_and_the_shapes():
-    with pytest.raises(ValueError, match=r"linear: \(4, 3\) @ \(5, 2\) — inner dimensions 3 and 5 differ"):
+    with pytest.raises(ValueError, match=r"linear: x \(4, 3\), weight \(2, 5\) and bias \(2,\); expected "
+                                         r"\(\.\.\., in\), \(out, in\) and \(out,\)"):
         mv.linear(zeros(4, 3), zeros(2, 5), zeros(2))
-    with pytest.raises(ValueError, match=r"linear: expects x \(batch, in\), weight \(out, in\) and bias \(out,\), "
-                                         r"got shapes \(2, 4, 3\), \(5, 3\) and \(5,\)"):
-        mv.linear(zeros(2, 4, 3), zeros(5, 3), zeros(5))
-    with pytest.raises(ValueError, match=r"got shapes \(4, 3\), \(5, 3\) and \(4, 5\)"):
+    with pytest.raises(ValueError, match=r"linear: x \(4, 3\), weight \(5, 3\) and bias \(4, 5\)"):
         mv.linear(zeros(4, 3), zeros(5, 3), zeros(4, 5))
+    assert mv.linear(zeros(2, 4, 3), zeros(5, 3), zeros(5)).shape == (2, 4, 5)  # leading axes are batch axes
 
 
 @pytest.mark.parametrize("op", [mv.add, mv.sub, mv.mul, mv.div, mv.pow, mv.maximum, mv.minimum,
-                                mv.binary_cross_entropy_with_logits])
+                                mv.binary_cross_entropy_with_logits], ids=lambda op: op.name)
 def test_broadcast_errors_name_the_op_and_the_shapes(op):
     with pytest.raises(ValueError, match=rf"^{op.name}: cannot apply to shapes \(2, 3\), \(4,\): "):
         op(zeros(2, 3), zeros(4))

@@ -1,8 +1,8 @@
 """Independent Bernoulli variables: the VAE's likelihood p(x|z) for intensities in [0, 1]."""
 from __future__ import annotations
 
+from .. import functions
 from ..engine import Tensor, no_grad, sigmoid
-from ..kernels.fused import bce_with_logits_sum
 from ..nn import as_float_tensor, as_generator
 from .gaussian import check_event_size
 
@@ -29,7 +29,7 @@ class Bernoulli:
         """
         x = as_float_tensor(x, "Bernoulli.log_prob", "x", dtype=self.logits.dtype)
         check_event_size("Bernoulli.log_prob", "x", x.shape, self.logits.shape[-1])
-        return -bce_with_logits_sum(self.logits, x)
+        return functions.bernoulli_log_prob(self.logits, x)
 
     def sample(self, rng) -> Tensor:
         """Draws of 0s and 1s in the logits' dtype (no graph)."""

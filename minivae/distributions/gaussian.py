@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functions
 from ..engine import Tensor, exp, no_grad
-from ..kernels.fused import gaussian_kl, reparameterize
 from ..nn import as_float_tensor, as_generator, is_positive_int
 
-LOG_2PI = float(np.log(2 * np.pi))
+LOG_2PI = functions.LOG_2PI
 
 
 def check_event_size(owner: str, name: str, shape: tuple, size: int) -> None:
@@ -56,7 +56,7 @@ class DiagonalGaussian:
             raise ValueError(f"{type(self).__name__}.rsample: samples must be a positive int or None, got {samples!r}")
         shape = self.mu.shape if samples is None else (samples, *self.mu.shape)
         eps = as_generator(rng, f"{type(self).__name__}.rsample").standard_normal(shape, dtype=self.mu.dtype)
-        return reparameterize(self.mu, self.logvar, eps)
+        return functions.gaussian_rsample(self.mu, self.logvar, eps)
 
     def sample(self, rng, samples: int | None = None) -> Tensor:
         """Like ``rsample``, without recording a graph."""
@@ -64,11 +64,11 @@ class DiagonalGaussian:
             return self.rsample(rng, samples)
 
     def log_prob(self, z) -> Tensor:
-        """log N(z; mu, σ²) = −½ Σ_j [log 2π + logvar_j + (z_j − mu_j)² / σ_j²], over the last axis."""
+        """log N(z; mu, σ²) = −½ Σ_j [log 2π + logvar_j + (z_j − mu_j)² / σ_j²], over the last axis
+        (``minivae.functions.gaussian_log_prob``)."""
         z = as_float_tensor(z, f"{type(self).__name__}.log_prob", "z", dtype=self.mu.dtype)
         check_event_size(f"{type(self).__name__}.log_prob", "z", z.shape, self.mu.shape[-1])
-        diff = z - self.mu
-        return -0.5 * (LOG_2PI + self.logvar + diff * diff * exp(-self.logvar)).sum(axis=-1)
+        return functions.gaussian_log_prob(z, self.mu, self.logvar)
 
     def entropy(self) -> Tensor:
         """H = ½ Σ_j (1 + log 2π + logvar_j), over the last axis."""
@@ -81,7 +81,7 @@ class DiagonalGaussian:
         ½ Σ_j [log s_j² − logvar_j + (σ_j² + (mu_j − m_j)²) / s_j² − 1].
         """
         if other is None:
-            return gaussian_kl(self.mu, self.logvar)
+            return functions.kl_to_standard_normal(self.mu, self.logvar)
         if not isinstance(other, DiagonalGaussian):
             raise TypeError(f"{type(self).__name__}.kl_divergence: other must be a DiagonalGaussian or None, "
                             f"got {type(other).__name__}")
@@ -89,9 +89,7 @@ class DiagonalGaussian:
             raise TypeError(f"{type(self).__name__}.kl_divergence: dtypes differ "
                             f"({self.mu.dtype} and {other.mu.dtype})")
         check_event_size(f"{type(self).__name__}.kl_divergence", "other's mu", other.mu.shape, self.mu.shape[-1])
-        diff = self.mu - other.mu
-        ratio = (exp(self.logvar) + diff * diff) * exp(-other.logvar)
-        return 0.5 * (other.logvar - self.logvar + ratio - 1.0).sum(axis=-1)
+        return functions.kl_diagonal_gaussians(self.mu, self.logvar, other.mu, other.logvar)
 
 
 class StandardNormal(DiagonalGaussian):

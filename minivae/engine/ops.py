@@ -271,24 +271,6 @@ def matmul_vjp(ctx, g):
             _swap_last(x) @ g if ctx.needs_grad[1] else None)
 
 
-@primitive
-def linear(x, weight, bias):
-    """y = x Wᵀ + b for x of shape (batch, in), W of shape (out, in), b of shape (out,)."""
-    if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
-        raise ValueError(f"linear: expects x (batch, in), weight (out, in) and bias (out,), got shapes "
-                         f"{x.shape}, {weight.shape} and {bias.shape}")
-    _check_matmul(x, weight.T, "linear")
-    return x @ weight.T + bias
-
-
-@linear.defvjp
-def linear_vjp(ctx, g):
-    x, weight, bias = ctx.inputs
-    return (g @ weight if ctx.needs_grad[0] else None,
-            g.T @ x if ctx.needs_grad[1] else None,
-            g.sum(axis=0))
-
-
 # ------------------------------------------------------------------------ elementwise functions
 @primitive
 def exp(x):
@@ -456,9 +438,15 @@ def log_sigmoid_vjp(ctx, g):
 
 
 # ------------------------------------------------------------------------ reductions and broadcasting
+def accumulator(dtype: np.dtype):
+    """The dtype a sum of ``dtype`` values accumulates in: float64 for float32 (and narrower) values."""
+    return np.float64 if dtype.kind == "f" and dtype.itemsize < 8 else None
+
+
 @primitive
 def sum(x, *, axis=None, keepdims=False):  # noqa: A001
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    """Σ x over ``axis``; float32 accumulates in float64 and is rounded once, to float32."""
+    return np.sum(x, axis=axis, keepdims=keepdims, dtype=accumulator(x.dtype)).astype(x.dtype, copy=False)
 
 
 @sum.defvjp
@@ -469,7 +457,8 @@ def sum_vjp(ctx, g):
 
 @primitive
 def mean(x, *, axis=None, keepdims=False):
-    return np.mean(x, axis=axis, keepdims=keepdims)
+    """The mean over ``axis``, accumulated as ``sum`` is."""
+    return np.mean(x, axis=axis, keepdims=keepdims, dtype=accumulator(x.dtype)).astype(x.dtype, copy=False)
 
 
 @mean.defvjp
@@ -633,31 +622,6 @@ def stack_vjp(ctx, g):
 def stack(tensors, axis: int = 0):
     """Join tensors along a new axis."""
     return _stack(*tensors, axis=axis)
-
-
-# ------------------------------------------------------------------------ losses
-_REDUCTIONS = {"none": lambda v: v, "sum": np.sum, "mean": np.mean}
-
-
-@primitive
-def binary_cross_entropy_with_logits(logits, targets, *, reduction="mean"):
-    """ℓ(z, t) = softplus(z) - t·z = max(z, 0) - t·z + log1p(exp(-|z|)), finite for every finite z."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(_REDUCTIONS)}, "
-                         f"got {reduction!r}")
-    loss = np.maximum(logits, 0) - targets * logits + np.log1p(np.exp(-np.abs(logits)))
-    return _REDUCTIONS[reduction](loss)
-
-
-@binary_cross_entropy_with_logits.defvjp
-def binary_cross_entropy_with_logits_vjp(ctx, g):
-    """∂ℓ/∂z = σ(z) - t and ∂ℓ/∂t = -z, times the output gradient of each element."""
-    z, t = ctx.inputs
-    shape = np.broadcast_shapes(z.shape, t.shape)
-    if ctx.reduction != "none":
-        count = int(np.prod(shape)) if ctx.reduction == "mean" else 1
-        g = broadcast_to(g / count, shape=shape)
-    return g * (sigmoid(z) - t), g * -z
 
 
 # ------------------------------------------------------------------------ comparisons (no gradient)

@@ -295,7 +295,7 @@ class BackwardContext:
     kept) are ndarrays in a plain backward pass and Tensors of the graph under ``create_graph``
     (``saved`` stays as the forward left it); ``needs_grad[i]`` says whether input i wants a
     gradient (the backward may return None for the others). The op's static parameters are
-    attributes too (``ctx.axis``, ...).
+    attributes too (``ctx.axis``, ...), and all of them together ``ctx.static``.
     """
 
     def __init__(self, node, create_graph: bool):
@@ -303,7 +303,7 @@ class BackwardContext:
             self.inputs, self.ans = node.parents, node
         else:
             self.inputs, self.ans = tuple(p.data for p in node.parents), node.data
-        self.saved = node.saved
+        self.saved, self.static = node.saved, node.static
         self.needs_grad = tuple(p.requires_grad for p in node.parents)
         self.__dict__.update(node.static)
 
@@ -368,6 +368,9 @@ def unbroadcast(grad, shape: tuple, where: str = "unbroadcast"):
     if extra < 0 or any(n != 1 and n != m for n, m in zip(shape, grad.shape[extra:])):
         raise RuntimeError(f"{where}: a gradient of shape {grad.shape} cannot belong to a tensor of shape {shape}")
     axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
-    if axes:
+    if axes and isinstance(grad, np.ndarray):  # float32 accumulates in float64, as the engine's sum does
+        wide = np.float64 if grad.dtype.kind == "f" and grad.dtype.itemsize < 8 else None
+        grad = np.sum(grad, axis=axes, keepdims=True, dtype=wide).astype(grad.dtype, copy=False)
+    elif axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad.reshape(shape)

@@ -1,21 +1,17 @@
 """Bias + ReLU forward, its backward with the mask, and the bias-gradient reduction.
 
 Arrays are 2-D (batch, features); the bias is 1-D (features,). Each kernel writes into the output
-arrays it is given and keeps their dtype (float32 or float64). Column sums accumulate in float64.
+arrays it is given and keeps their dtype (float32 or float64). Column sums accumulate in float64,
+as the engine's reductions of float32 do. Their reference is the composition they implement
+(``minivae.functions.linear_relu``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .backend import jit, kernel
+from .backend import jit
 
 
-def _bias_relu_numpy(pre, bias, out):
-    np.add(pre, bias, out=out)
-    np.maximum(out, 0, out=out)
-
-
-@kernel(reference=_bias_relu_numpy)
 @jit()
 def bias_relu(pre, bias, out):
     """out = max(pre + b, 0) row by row; ``out`` may be ``pre`` itself."""
@@ -25,12 +21,6 @@ def bias_relu(pre, bias, out):
             out[i, j] = max(pre[i, j] + bias[j], zero)
 
 
-def _relu_backward_numpy(g, ans, grad_pre, grad_bias):
-    grad_pre[...] = np.where(ans > 0, g, 0)
-    np.sum(grad_pre, axis=0, out=grad_bias)
-
-
-@kernel(reference=_relu_backward_numpy)
 @jit()
 def relu_backward(g, ans, grad_pre, grad_bias):
     """For ans = max(a + b, 0): grad_pre = g · 1[ans > 0] (= ∂/∂a) and grad_bias = Σ_rows grad_pre (= ∂/∂b)."""
@@ -41,14 +31,10 @@ def relu_backward(g, ans, grad_pre, grad_bias):
             masked = g[i, j] if ans[i, j] > zero else zero
             grad_pre[i, j] = masked
             total[j] += masked
-    grad_bias[:] = total
+    for j in range(g.shape[1]):
+        grad_bias[j] = total[j]
 
 
-def _column_sum_numpy(g, out):
-    np.sum(g, axis=0, out=out)
-
-
-@kernel(reference=_column_sum_numpy)
 @jit()
 def column_sum(g, out):
     """out[j] = Σ_i g[i, j]: the gradient of a bias added to every row."""
@@ -56,4 +42,5 @@ def column_sum(g, out):
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
             total[j] += g[i, j]
-    out[:] = total
+    for j in range(g.shape[1]):
+        out[j] = total[j]

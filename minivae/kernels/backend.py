@@ -1,11 +1,13 @@
-"""Which implementation the kernels run: the Numba-compiled one or its plain NumPy reference.
+"""Which implementation the model's functions run: the fused Numba kernels or the reference.
 
-The backend is read once, at import, from the environment variable ``MINIVAE_KERNELS`` ("numba",
-the default, or "numpy"), and can be switched at run time with ``use``. The switch is global to
-the process (not per thread).
+"reference" runs every function of ``minivae.functions`` as its composition of engine
+primitives; "numba" (the default) runs the fused implementations registered beneath them. The
+backend is read once, at import, from the environment variable ``MINIVAE_KERNELS`` ("numba" or
+"reference"; "numpy" is accepted for "reference"), and can be switched at run time with ``use``.
+The switch is global to the process (not per thread).
 
-Numba is a speed-up, not a condition: where it cannot be imported, every kernel runs its NumPy
-reference, and a warning says so once.
+Numba is a speed-up, not a condition: where it cannot be imported, the reference runs, and a
+warning says so once.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ import warnings
 
 try:
     import numba
-except ImportError:  # the NumPy references do everything
+except ImportError:  # the references do everything
     numba = None
 
-BACKENDS = ("numba", "numpy")
+BACKENDS = ("numba", "reference")
+ALIASES = {"numpy": "reference"}
 ENV_VAR = "MINIVAE_KERNELS"
 
 FAST_ARITHMETIC = ("nsz", "arcp", "contract", "reassoc")
@@ -28,6 +31,7 @@ keeping inf/NaN semantics and exact library calls: no ``nnan``, ``ninf`` or ``af
 
 
 def _checked(backend: str, where: str) -> str:
+    backend = ALIASES.get(backend, backend)
     if backend not in BACKENDS:
         raise ValueError(f"{where}: unknown kernel backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     return backend
@@ -35,24 +39,24 @@ def _checked(backend: str, where: str) -> str:
 
 def _numba_available(where: str) -> bool:
     if numba is None:
-        warnings.warn(f"{where}: Numba is not installed, so the fast kernels are off; every kernel runs its "
-                      f"NumPy reference (pip install numba to turn them on)", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{where}: Numba is not installed, so the fast kernels are off; every function runs its "
+                      f"reference (pip install numba to turn them on)", RuntimeWarning, stacklevel=3)
     return numba is not None
 
 
 _active = _checked(os.environ.get(ENV_VAR, "numba").strip().lower() or "numba", f"{ENV_VAR} (environment)")
 if _active == "numba" and not _numba_available("minivae.kernels"):
-    _active = "numpy"
+    _active = "reference"
 
 
 def active() -> str:
-    """The backend the kernels run on now: "numba" or "numpy"."""
+    """The backend in use now: "numba" or "reference"."""
     return _active
 
 
 @contextlib.contextmanager
 def use(backend: str):
-    """Run every kernel on ``backend`` ("numba" or "numpy") inside the ``with`` block."""
+    """Run on ``backend`` ("numba", or "reference", alias "numpy") inside the ``with`` block."""
     global _active
     backend = _checked(backend, "minivae.kernels.use")
     if backend == "numba" and numba is None:
@@ -73,21 +77,21 @@ def jit(fastmath=False):
     compiled kernels' threads and OpenBLAS's threads oversubscribe them (see benchmarks/README.md).
     """
     if numba is None:
-        return lambda function: function  # never called: the NumPy references run instead
+        return lambda function: function  # never called: the references run instead
     return numba.njit(cache=True, nogil=True, error_model="numpy",
                       fastmath=set(fastmath) if isinstance(fastmath, tuple) else fastmath)
 
 
 def kernel(reference):
-    """Decorator pairing a fast implementation with its NumPy ``reference`` as one kernel.
+    """Decorator pairing a compiled kernel with a NumPy ``reference`` that runs on the reference backend.
 
-    The result calls whichever the active backend selects; ``.numba`` and ``.numpy`` reach each
-    implementation directly (for benchmarks).
+    For a kernel with no composition of engine primitives to stand for it (the optimizer's update).
     """
     def pair(fast):
         @functools.wraps(getattr(fast, "py_func", fast))
         def dispatch(*args):
             return fast(*args) if _active == "numba" else reference(*args)
-        dispatch.numba, dispatch.numpy = fast, reference
+        dispatch.numba = fast
+        dispatch.reference = dispatch.numpy = reference
         return dispatch
     return pair

@@ -1,21 +1,19 @@
 """The reparameterization z = μ + σ·ε with σ = exp(½ log σ²), and the closed-form KL divergence
 KL(N(μ, σ²) ‖ N(0, 1)) = ½ (μ² + σ² - 1 - log σ²), summed over the latent dimensions of each row;
 with their gradients. μ and log σ² are (batch, latent); ε and z are (samples, batch, latent).
+Their references are the compositions they implement (``minivae.functions.gaussian_rsample`` and
+``kl_to_standard_normal``).
+
 Each kernel writes into the outputs it is given. The forward kernels also write out σ (resp. σ²),
 which the backward kernels take instead of computing the exponential again. As in ``losses``, the
-exponentials come from NumPy's vectorized loops in both backends (Numba's scalar ``exp`` is
-several times slower per element); the compiled part does the rest in one pass.
+exponentials come from NumPy's vectorized loops (Numba's scalar ``exp`` is several times slower per
+element); the compiled part does the rest in one pass.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .backend import jit, kernel
-
-
-def _reparameterize_numpy(mu, logvar, eps, z, std):
-    np.exp(0.5 * logvar, out=std)
-    np.add(mu, std * eps, out=z)
+from .backend import jit
 
 
 @jit()
@@ -26,18 +24,12 @@ def _reparameterize_combine(mu, std, eps, z):
                 z[s, i, j] = mu[i, j] + std[i, j] * eps[s, i, j]
 
 
-@kernel(reference=_reparameterize_numpy)
 def reparameterize(mu, logvar, eps, z, std):
     """std = exp(½ log σ²) and z[s] = μ + std·ε[s] for every sample s."""
     np.exp(np.multiply(logvar, 0.5, out=std), out=std)
     _reparameterize_combine(mu, std, eps, z)
 
 
-def _reparameterize_backward_numpy(g, std, eps, grad_logvar):
-    np.sum(0.5 * g * (eps * std), axis=0, out=grad_logvar)
-
-
-@kernel(reference=_reparameterize_backward_numpy)
 @jit()
 def reparameterize_backward(g, std, eps, grad_logvar):
     """Σ_s g[s]·∂z[s]/∂ log σ² = Σ_s ½ g[s]·ε[s]·σ (the gradient for μ, Σ_s g[s], needs no kernel)."""
@@ -47,11 +39,6 @@ def reparameterize_backward(g, std, eps, grad_logvar):
         for i in range(std.shape[0]):
             for j in range(std.shape[1]):
                 grad_logvar[i, j] += half * g[s, i, j] * (eps[s, i, j] * std[i, j])
-
-
-def _gaussian_kl_rows_numpy(mu, logvar, kl_rows, var):
-    np.exp(logvar, out=var)
-    np.multiply(0.5, np.sum(mu * mu + var - 1 - logvar, axis=1), out=kl_rows)
 
 
 @jit()
@@ -65,20 +52,12 @@ def _gaussian_kl_combine(mu, logvar, var, kl_rows):
         kl_rows[i] = half * total
 
 
-@kernel(reference=_gaussian_kl_rows_numpy)
 def gaussian_kl_rows(mu, logvar, kl_rows, var):
     """var = exp(log σ²) and kl_rows[i] = ½ Σ_j (μ_ij² + var_ij - 1 - log σ²_ij)."""
     np.exp(logvar, out=var)
     _gaussian_kl_combine(mu, logvar, var, kl_rows)
 
 
-def _gaussian_kl_backward_numpy(g_rows, mu, var, grad_mu, grad_logvar):
-    g = g_rows[:, None]
-    np.multiply(g, mu, out=grad_mu)
-    np.multiply(0.5 * g, var - 1, out=grad_logvar)
-
-
-@kernel(reference=_gaussian_kl_backward_numpy)
 @jit()
 def gaussian_kl_backward(g_rows, mu, var, grad_mu, grad_logvar):
     """∂KL/∂μ · g = g·μ and ∂KL/∂ log σ² · g = ½ g·(σ² - 1), with g one value per row."""
