@@ -21,7 +21,7 @@ import numpy as np
 
 from .distributions import DiagonalGaussian, Logistic
 from .engine import Tensor, no_grad
-from .engine.graph import topological_order
+from .engine import gradients as engine_gradients
 from .nn import as_generator, is_positive_int
 from .optim import Adam
 from .vae import log_importance_weight
@@ -29,26 +29,11 @@ from .vae import log_importance_weight
 
 # ------------------------------------------------------------------------------ the two estimators
 def gradients(objective: Tensor, params) -> list[np.ndarray]:
-    """∂objective/∂p for each leaf p of ``params`` (zeros where it does not depend on p).
+    """∂objective/∂p for each tensor p of ``params``, as arrays (zeros where it does not depend on p).
 
-    Every leaf's ``.grad`` is left as it was before the call.
+    The engine's walk (``mv.gradients``) without ``create_graph``: no ``.grad`` is touched.
     """
-    params = list(params)
-    for i, p in enumerate(params):
-        if not isinstance(p, Tensor) or not p.requires_grad or p.op is not None:
-            raise TypeError(f"gradients: parameter {i} must be a leaf Tensor that requires grad, got {p!r}")
-    if not objective.requires_grad:
-        return [np.zeros_like(p.data) for p in params]
-    leaves = [node for node in topological_order(objective) if node.op is None] + params
-    saved = {id(leaf): leaf.grad for leaf in leaves}
-    for leaf in leaves:
-        leaf.grad = None
-    try:
-        objective.backward()
-        return [np.zeros_like(p.data) if p.grad is None else p.grad for p in params]
-    finally:
-        for leaf in leaves:
-            leaf.grad = saved[id(leaf)]
+    return [g.data for g in engine_gradients(objective, params, create_graph=False)]
 
 
 def _check_samples(owner: str, samples) -> None:

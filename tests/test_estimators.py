@@ -91,8 +91,8 @@ def test_estimator_errors_are_named():
         reparameterization_gradient(lambda z: z.sum(), q, [mu], rng, 3)
     with pytest.raises(ValueError, match="reparameterization_gradient: samples must be a positive int"):
         reparameterization_gradient(square, q, [mu], rng, 0)
-    with pytest.raises(TypeError, match="gradients: parameter 0 must be a leaf Tensor"):
-        gradients(square(mu[None]).sum(), [mu * 2])
+    with pytest.raises(TypeError, match="gradients: inputs must be Tensors, got ndarray"):
+        gradients(square(mu[None]).sum(), [np.zeros(2)])
 
 
 # ------------------------------------------------------------------------------ the VAE's encoder
