@@ -66,6 +66,8 @@ class VAE(Module):
         self.encoder_logvar = Linear(features, self.latent_dim, rng=rng, dtype=dtype)
         self.decoder = MLP([self.latent_dim, *reversed(self.hidden), self.input_dim], activation, rng=rng, dtype=dtype)
         self.prior = StandardNormal(self.latent_dim, dtype)
+        for name, param in self.named_parameters():  # so that a printed graph names its leaves
+            param.name = name
 
     @property
     def config(self) -> dict:
