@@ -182,8 +182,10 @@ def measure(pool: Pool, config: int, rounds: int, turn_s: float, tight_s: float 
     and (unless ``tight_s`` is None) a tight loop of about ``tight_s`` each before and after the turns."""
     pool.build(config)
     sizes, step_s = {}, {}
-    for name in list(pool.workers):
-        times = pool.run(name, config, 1, 5)
+    for name in list(pool.workers):  # the step's time, from one step if that is long, else five
+        times = pool.run(name, config, 0, 1)
+        if times is not None and times[0] < 0.1:
+            times = pool.run(name, config, 0, 5)
         if times is not None:
             step_s[name] = median(times)
             sizes[name] = turn_sizes(step_s[name], turn_s)
@@ -608,14 +610,14 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--contenders", nargs="+", choices=STEP_CONTENDERS, default=list(STEP_CONTENDERS),
                         help="the step and scaling sections' contenders (default: all)")
-    parser.add_argument("--eval-digits", type=int, help="held-out digits of the evaluation (default 160; quick 32)")
+    parser.add_argument("--eval-digits", type=int, help="held-out digits of the evaluation (default 64; quick 16)")
     parser.add_argument("--eval-k", type=int, default=5000, help="importance samples per digit (default 5000)")
     parser.add_argument("--json", type=Path, help="where to write the results (default benchmarks/results/<time>.json); "
                                                   "the charts go beside it")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (4 if args.quick else 10)
     args.turn, args.tight = (0.2, 0.6) if args.quick else (0.3, 1.5)
-    args.eval_digits = args.eval_digits or (32 if args.quick else 160)
+    args.eval_digits = args.eval_digits or (16 if args.quick else 64)
     for name, value in (("--rounds", args.rounds), ("--threads", args.threads), ("--eval-digits", args.eval_digits),
                         ("--eval-k", args.eval_k)):
         if value < 1:
