@@ -152,6 +152,8 @@ class Pool:
         for name in list(self.workers):
             try:
                 built[name] = self.workers[name].receive()
+                progress(f"  {CONTENDERS[name].label}: built and warmed up "
+                         f"({built[name]['build_s'] + built[name]['first_step_s']:.1f} s to its first step)")
             except WorkerFailed as error:
                 self.drop(name, error)
         self.built[config] = built
