@@ -233,9 +233,9 @@ def step_configs() -> dict:
     return {"batch 128": dict(DEFAULT), "batch 32": {**DEFAULT, "batch": 32}, "S = 10": {**DEFAULT, "samples": 10}}
 
 
-def scaling_configs(quick: bool) -> list[dict]:
+def scaling_configs(quick: bool, hiddens=()) -> list[dict]:
+    """Batch sizes at hidden 400, then hidden widths at batch 128 (each a compile for the compiling peers)."""
     batches = (32, 128, 512) if quick else (32, 64, 128, 256, 512, 1024)
-    hiddens = () if quick else (100, 200, 800, 1600)
     return [{**DEFAULT, "batch": b} for b in batches] + [{**DEFAULT, "hidden": h} for h in hiddens]
 
 
@@ -263,7 +263,7 @@ def targets(rows: dict) -> dict:
 def bench_steps(args, notes: list) -> dict:
     """The step and scaling sections on one pool of workers (one process per contender)."""
     step = step_configs() if "step" in args.only else {}
-    scaling = scaling_configs(args.quick) if "scaling" in args.only else []
+    scaling = scaling_configs(args.quick, args.hiddens) if "scaling" in args.only else []
     configs = list(step.values())
     for config in scaling:
         if config not in configs:
@@ -612,6 +612,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--contenders", nargs="+", choices=STEP_CONTENDERS, default=list(STEP_CONTENDERS),
                         help="the step and scaling sections' contenders (default: all)")
+    parser.add_argument("--hiddens", nargs="+", type=int, default=[], metavar="WIDTH",
+                        help="hidden widths for the scaling section at batch 128, e.g. 100 200 800 1600 (default none)")
     parser.add_argument("--eval-digits", type=int, help="held-out digits of the evaluation (default 64; quick 16)")
     parser.add_argument("--eval-k", type=int, default=5000, help="importance samples per digit (default 5000)")
     parser.add_argument("--json", type=Path, help="where to write the results (default benchmarks/results/<time>.json); "
@@ -620,7 +622,7 @@ def main(argv=None) -> int:
     args.rounds = args.rounds or (4 if args.quick else 10)
     args.turn, args.tight = (0.2, 0.6) if args.quick else (0.3, 1.5)
     args.eval_digits = args.eval_digits or (16 if args.quick else 64)
-    for name, value in (("--rounds", args.rounds), ("--threads", args.threads), ("--eval-digits", args.eval_digits),
+    for name, value in (*(("--hiddens", h) for h in args.hiddens), ("--rounds", args.rounds), ("--threads", args.threads), ("--eval-digits", args.eval_digits),
                         ("--eval-k", args.eval_k)):
         if value < 1:
             parser.error(f"{name} must be a positive integer, got {value}")
