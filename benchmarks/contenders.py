@@ -151,8 +151,9 @@ def torch_vae(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: i
               samples: int = 1, parameters=None):
     """``(model, negative_elbo)`` in PyTorch eager (float32, CPU, ``threads`` intra-op threads); None without torch.
 
-    ``negative_elbo(x)`` is the per-example negative ELBO (Bernoulli likelihood with logits, closed-form KL,
-    ``samples`` draws of z per example) of the batch x, a tensor of shape (batch,). ``parameters``
+    ``negative_elbo(x, eps=None)`` is the per-example negative ELBO (Bernoulli likelihood with logits,
+    closed-form KL, ``samples`` draws of z per example; ``eps`` the standard normal draws, of shape
+    (samples, batch, latent), drawn here if None) of the batch x, a tensor of shape (batch,). ``parameters``
     (from ``initial_parameters``) replaces PyTorch's own initialisation (the same scheme, other draws).
     """
     try:
@@ -170,10 +171,11 @@ def torch_vae(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: i
                                               torch.nn.Linear(hidden, latent))
             self.fc3, self.fc4 = torch.nn.Linear(latent, hidden), torch.nn.Linear(hidden, input_dim)
 
-        def forward(self, x):
+        def forward(self, x, eps=None):
             h = F.relu(self.fc1(x))
             mu, logvar = self.fc21(h), self.fc22(h)
-            eps = torch.randn((samples, *mu.shape), dtype=mu.dtype) if samples > 1 else torch.randn_like(mu)
+            if eps is None:
+                eps = torch.randn((samples, *mu.shape), dtype=mu.dtype) if samples > 1 else torch.randn_like(mu)
             z = mu + torch.exp(0.5 * logvar) * eps
             return self.fc4(F.relu(self.fc3(z))), mu, logvar
 
@@ -184,8 +186,8 @@ def torch_vae(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: i
                 layer.weight.copy_(torch.from_numpy(weight))
                 layer.bias.copy_(torch.from_numpy(bias))
 
-    def negative_elbo(x):
-        logits, mu, logvar = model(x)
+    def negative_elbo(x, eps=None):
+        logits, mu, logvar = model(x, eps)
         target = x.expand_as(logits) if samples > 1 else x
         reconstruction = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
         if samples > 1:
@@ -240,27 +242,32 @@ def torch_compile_step(batch: int = 128, hidden: int = 400, latent: int = 20, in
 
 
 # ------------------------------------------------------------------------ JAX
+def jax_negative_elbo(params, x, eps):
+    """The mean negative ELBO in JAX: ``params`` [(W, b), ...] as ``initial_parameters`` gives them, x of
+    shape (batch, input_dim), eps the standard normal draws of shape (samples, batch, latent)."""
+    import jax
+    import jax.numpy as jnp
+    (w1, b1), (w21, b21), (w22, b22), (w3, b3), (w4, b4) = params
+    h = jax.nn.relu(x @ w1.T + b1)
+    mu, logvar = h @ w21.T + b21, h @ w22.T + b22
+    z = mu + jnp.exp(0.5 * logvar) * eps
+    logits = jax.nn.relu(z @ w3.T + b3) @ w4.T + b4
+    bce = jnp.maximum(logits, 0) - logits * x + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    reconstruction = bce.sum(axis=-1).mean(axis=0)
+    kl = -0.5 * jnp.sum(1 + logvar - mu ** 2 - jnp.exp(logvar), axis=1)
+    return jnp.mean(reconstruction + kl)
+
+
 def jax_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, samples: int = 1):
     """``step(x)``: the whole step (loss, gradient, Adam) as one ``jax.jit`` function; returns when it is done."""
     import jax
     import jax.numpy as jnp
 
-    def negative_elbo(params, x, key):
-        (w1, b1), (w21, b21), (w22, b22), (w3, b3), (w4, b4) = params
-        h = jax.nn.relu(x @ w1.T + b1)
-        mu, logvar = h @ w21.T + b21, h @ w22.T + b22
-        eps = jax.random.normal(key, (samples, *mu.shape), mu.dtype)
-        z = mu + jnp.exp(0.5 * logvar) * eps
-        logits = jax.nn.relu(z @ w3.T + b3) @ w4.T + b4
-        bce = jnp.maximum(logits, 0) - logits * x + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-        reconstruction = bce.sum(axis=-1).mean(axis=0)
-        kl = -0.5 * jnp.sum(1 + logvar - mu ** 2 - jnp.exp(logvar), axis=1)
-        return jnp.mean(reconstruction + kl)
-
     def update(state, x):
         params, m, v, t, key = state
         key, sub = jax.random.split(key)
-        grads = jax.grad(negative_elbo)(params, x, sub)
+        eps = jax.random.normal(sub, (samples, x.shape[0], latent), x.dtype)
+        grads = jax.grad(jax_negative_elbo)(params, x, eps)
         t = t + 1
         m = jax.tree_util.tree_map(lambda m, g: BETAS[0] * m + (1 - BETAS[0]) * g, m, grads)
         v = jax.tree_util.tree_map(lambda v, g: BETAS[1] * v + (1 - BETAS[1]) * g * g, v, grads)
@@ -290,23 +297,25 @@ def jax_jit_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_di
 
 
 # ------------------------------------------------------------------------ HIPS autograd
+def autograd_negative_elbo(params, x, eps):
+    """The mean negative ELBO in ``autograd.numpy``; arguments as ``jax_negative_elbo``'s."""
+    import autograd.numpy as anp
+    (w1, b1), (w21, b21), (w22, b22), (w3, b3), (w4, b4) = params
+    h = anp.maximum(anp.dot(x, w1.T) + b1, 0)
+    mu, logvar = anp.dot(h, w21.T) + b21, anp.dot(h, w22.T) + b22
+    z = mu + anp.exp(0.5 * logvar) * eps
+    logits = anp.matmul(anp.maximum(anp.matmul(z, w3.T) + b3, 0), w4.T) + b4
+    bce = anp.maximum(logits, 0) - logits * x + anp.log1p(anp.exp(-anp.abs(logits)))
+    reconstruction = anp.mean(anp.sum(bce, axis=-1), axis=0)
+    kl = -0.5 * anp.sum(1 + logvar - mu ** 2 - anp.exp(logvar), axis=1)
+    return anp.mean(reconstruction + kl)
+
+
 def autograd_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, samples: int = 1):
     """``step(x)``: the step with HIPS autograd's ``grad`` over NumPy, and Adam in NumPy array expressions."""
-    import autograd.numpy as anp
     from autograd import grad
 
-    def negative_elbo(params, x, eps):
-        (w1, b1), (w21, b21), (w22, b22), (w3, b3), (w4, b4) = params
-        h = anp.maximum(anp.dot(x, w1.T) + b1, 0)
-        mu, logvar = anp.dot(h, w21.T) + b21, anp.dot(h, w22.T) + b22
-        z = mu + anp.exp(0.5 * logvar) * eps
-        logits = anp.matmul(anp.maximum(anp.matmul(z, w3.T) + b3, 0), w4.T) + b4
-        bce = anp.maximum(logits, 0) - logits * x + anp.log1p(anp.exp(-anp.abs(logits)))
-        reconstruction = anp.mean(anp.sum(bce, axis=-1), axis=0)
-        kl = -0.5 * anp.sum(1 + logvar - mu ** 2 - anp.exp(logvar), axis=1)
-        return anp.mean(reconstruction + kl)
-
-    gradient = grad(negative_elbo)
+    gradient = grad(autograd_negative_elbo)
     params = [list(layer) for layer in initial_parameters(hidden, latent, input_dim, seed)]
     m = [[np.zeros_like(a) for a in layer] for layer in params]
     v = [[np.zeros_like(a) for a in layer] for layer in params]

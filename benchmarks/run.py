@@ -606,7 +606,7 @@ def main(argv=None) -> int:
                                      epilog="Peers whose packages are missing are left out with a note; "
                                             f"{contenders.WITHOUT_VARIABLE}=torch,jax leaves installed ones out too.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and configurations (about 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, configurations and digits")
     parser.add_argument("--rounds", type=int, help="turns per contender and configuration (default 10; quick 4)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every pool (default 2)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")

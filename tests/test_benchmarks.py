@@ -113,3 +113,36 @@ def test_the_charts_are_written_as_png(tmp_path):
     assert png_size(charts.write(tmp_path / "parts.png", bars)) == (bars.shape[1], bars.shape[0])
     with pytest.raises(ValueError):
         charts.scaling_chart({"empty": ([], [])}, "nothing")
+
+
+def minivae_loss_and_parameters(samples):
+    import minivae as mv
+    model = mv.VAE(32, (16,), 3, rng=0)
+    flat = [p.data for p in model.parameters()]
+    parameters = list(zip(flat[0::2], flat[1::2]))
+    assert [w.shape for w, _ in parameters] == [(16, 32), (3, 16), (3, 16), (16, 3), (32, 16)]
+    x = contenders.batch_of(8, 32)
+    loss = float(model.negative_elbo(mv.Tensor(x), np.random.default_rng(1), samples=samples).data)
+    eps = np.random.default_rng(1).standard_normal((samples, 8, 3), dtype=np.float32)
+    return loss, parameters, x, eps
+
+
+@pytest.mark.parametrize("samples", [1, 4])
+def test_every_peer_computes_minivae_loss_on_the_same_parameters_and_noise(samples):
+    loss, parameters, x, eps = minivae_loss_and_parameters(samples)
+    checked = 0
+    if importlib.util.find_spec("autograd"):
+        assert contenders.autograd_negative_elbo(parameters, x, eps) == pytest.approx(loss, rel=1e-5)
+        checked += 1
+    if importlib.util.find_spec("jax"):
+        assert float(contenders.jax_negative_elbo(parameters, x, eps)) == pytest.approx(loss, rel=1e-5)
+        checked += 1
+    if importlib.util.find_spec("torch"):
+        import torch
+        _, negative_elbo = contenders.torch_vae(16, 3, 32, samples=samples, parameters=parameters, threads=1)
+        with torch.no_grad():
+            value = float(negative_elbo(torch.from_numpy(x), torch.from_numpy(eps if samples > 1 else eps[0])).mean())
+        assert value == pytest.approx(loss, rel=1e-5)
+        checked += 1
+    if not checked:
+        pytest.skip("no peer is installed")
