@@ -284,11 +284,14 @@ def bench_steps(args, notes: list) -> dict:
                                                                                     "input_dim", "samples")})}
         if scaling:
             results["scaling"] = []
+            measured = {json.dumps(s["config"], sort_keys=True): s["contenders"] for s in results.get("step", {}).values()}
             for config in scaling:
                 index = configs.index(config)
                 title = f"scaling, batch {config['batch']}, hidden {config['hidden']}"
-                progress(f"{title}: building")
-                rows = measure(pool, index, max(2, args.rounds // 2), args.turn, None, title)
+                rows = measured.get(json.dumps(config, sort_keys=True))  # the step section's rows where it ran
+                if rows is None:
+                    progress(f"{title}: building")
+                    rows = measure(pool, index, max(2, args.rounds // 2), args.turn, None, title)
                 results["scaling"].append({"config": config, "contenders": rows})
     finally:
         pool.close()
@@ -348,8 +351,13 @@ TRAIN_RUNS = {"minivae": ("minivae train", "minivae"), "torch": ("pytorch eager 
 
 def bench_train(args, notes: list) -> dict:
     """Whole training runs of one epoch on the embedded MNIST digits, alternated, ``rounds`` each."""
-    present = [name for name, (_, contender) in TRAIN_RUNS.items() if not contenders.missing(contender)]
-    runs = {name: [] for name in present}
+    runs = {}
+    for name, (_, contender) in TRAIN_RUNS.items():
+        why = contenders.missing(contender)
+        if why is None:
+            runs[name] = []
+        elif why not in notes:
+            notes.append(why)
     rounds = 1 if args.quick else 3
     for r in range(rounds):
         for name in list(runs):
