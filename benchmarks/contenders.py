@@ -404,6 +404,7 @@ class Contender:
     requires: tuple = ()
     env: dict = field(default_factory=dict)
     peer: bool = False
+    step: bool = True  # a training step (the step and scaling sections), else the evaluation's
 
 
 CONTENDERS = {
@@ -416,10 +417,10 @@ CONTENDERS = {
     "autograd": Contender("hips autograd", autograd_step, requires=("autograd",), peer=True),
     # Not training steps: the evaluation section's pair.
     "minivae-evaluate": Contender("minivae evaluate (k importance samples)", minivae_evaluate,
-                                  env={"MINIVAE_KERNELS": "numba"}),
-    "evaluate-floor": Contender("floor (encoder and decoder products)", evaluate_floor),
+                                  env={"MINIVAE_KERNELS": "numba"}, step=False),
+    "evaluate-floor": Contender("floor (encoder and decoder products)", evaluate_floor, step=False),
 }
-STEP_CONTENDERS = ("minivae", "minivae-numpy", "floor", "torch", "torch-compile", "jax-jit", "autograd")
+STEP_CONTENDERS = tuple(name for name, contender in CONTENDERS.items() if contender.step)
 
 
 def missing(name: str) -> str | None:
