@@ -9,10 +9,18 @@
 - ``epoch CONTENDER EXAMPLES``: one epoch of batch-128 steps over EXAMPLES binary images with
   ``minivae`` (kernels from MINIVAE_KERNELS) or ``torch``; peak resident memory after
   the imports, after making the data and the model, after the first step and after the epoch.
+- ``train CONTENDER EPOCHS``: what users run: ``minivae`` is ``minivae.train.train`` (the loop of
+  ``minivae train``) on the embedded MNIST set, its step times taken between its ``after_step``
+  calls; ``torch`` and ``jax`` are plain training loops (PyTorch eager, the jitted JAX step) over
+  the same digits in the same batch order (the first epoch's permutation of ``minivae train``), each
+  step timed with the batch's indexing. The per-step times of every epoch, without the first
+  step of each (nothing precedes it to time it from; it compiles where the contender compiles).
 """
+
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -59,6 +67,51 @@ def epoch(contender: str, examples: int, batch: int = 128) -> dict:
             "peak_rss_mib": peak_rss_mib()}
 
 
+def train_order(seed: int, n: int, hidden: int = 400, latent: int = 20, input_dim: int = 784):
+    """The first epoch's batch order of ``minivae train``: its generator makes the model, then permutes the digits."""
+    import minivae as mv
+    from minivae.train import generator
+    rng = generator(seed, "training")
+    mv.VAE(input_dim, (hidden,), latent, rng=rng)
+    return rng.permutation(n)
+
+
+def train(contender: str, epochs: int, batch: int = 128, seed: int = 0) -> dict:
+    import math
+    import tempfile
+
+    import numpy as np
+
+    from minivae.data import load_mnist
+    data = load_mnist()
+    images, per_epoch = data.train_images, math.ceil(len(data.train_images) / batch)
+    if contender == "minivae":
+        import io
+
+        from minivae.train import TrainConfig
+        from minivae.train import train as minivae_train
+        stamps = []
+        with tempfile.TemporaryDirectory() as out:
+            minivae_train(TrainConfig(epochs=epochs, batch_size=batch, seed=seed), out, data=data,
+                          stream=io.StringIO(), after_step=lambda step: stamps.append(time.perf_counter()))
+        times = [b - a for e in range(epochs) for a, b in zip(stamps[e * per_epoch:(e + 1) * per_epoch],
+                                                              stamps[e * per_epoch + 1:(e + 1) * per_epoch])]
+        return {"step_times_s": times, "digits": len(images), "epochs": epochs}
+    from . import contenders
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
+    step = (contenders.torch_trainer(threads=threads, seed=seed) if contender == "torch"
+            else contenders.jax_trainer(seed=seed))
+    order, times = train_order(seed, len(images)), []
+    for epoch in range(epochs):
+        permutation = order if epoch == 0 else np.random.default_rng([seed, epoch]).permutation(len(images))
+        for position in range(per_epoch):
+            start = time.perf_counter()
+            step(images[permutation[position * batch:(position + 1) * batch]])
+            if position:
+                times.append(time.perf_counter() - start)
+    return {"step_times_s": times, "digits": len(images), "epochs": epochs}
+
+
 def profile(steps: int) -> dict:
     from collections import defaultdict
 
@@ -96,6 +149,10 @@ if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "first-step":
         result = first_step()
+    elif mode == "train":
+        from .worker import limit_cpus
+        limit_cpus(int(os.environ.get("OMP_NUM_THREADS", "2")))
+        result = train(args[0], int(args[1]))
     elif mode == "profile":
         result = profile(int(args[0]))
     else:

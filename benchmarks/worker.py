@@ -1,13 +1,22 @@
-"""A benchmark contender in its own process: ``python -m benchmarks.worker CONTENDER CONFIG_JSON``.
+"""A benchmark contender in its own process: ``python -m benchmarks.worker CONTENDER CONFIGS_JSON``.
 
-After building the contender and warming it up it prints ``ready``; then each line ``n`` read
-from stdin runs one untimed step and n timed steps and answers with a JSON list of their times in seconds (for ``phases``, a
-JSON object of such lists, one per phase). An empty line or end of input ends the process.
+CONFIGS_JSON is a list of configurations (keyword arguments of the contender's ``build``). The
+worker answers each JSON line read from stdin with one JSON line:
 
-One process per contender keeps each library's thread pool apart (PyTorch's OpenMP threads and
-OpenBLAS's threads would otherwise compete for the same two cores); the parent alternates between
-the processes, which wait blocked on their input meanwhile. Thread counts come from the
-environment the parent sets (OPENBLAS_NUM_THREADS, NUMBA_NUM_THREADS, OMP_NUM_THREADS).
+- ``{"build": i, "warmup": w}``: build configuration i and run w untimed steps (a compiling
+  contender compiles here); answers ``{"build_s": seconds, "first_step_s": seconds}``.
+- ``{"config": i, "warmup": w, "steps": n}``: w untimed steps, then n timed ones; answers the list
+  of their times in seconds (for ``phases``, an object of such lists, one per phase).
+
+An empty line or the end of input ends the process. A contender that fails to build answers
+``{"error": "..."}`` and the process exits. The answers go to the original stdout; anything a library
+prints goes to stderr instead, so it cannot break the exchange.
+
+One process per contender keeps each library's thread pools apart (PyTorch's OpenMP threads, XLA's
+and OpenBLAS's would otherwise compete for the same two cores); the parent alternates between the
+processes, which wait blocked on their input meanwhile. Thread counts come from the environment
+the parent sets (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, ...); with fewer threads than CPUs the
+process is also pinned to that many CPUs, which is what bounds XLA's pool.
 """
 from __future__ import annotations
 
@@ -15,26 +24,26 @@ import json
 import os
 import sys
 import time
-
-from . import contenders
-
-WARMUP_STEPS = 20
+import traceback
 
 
-def build(name: str, config: dict):
-    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
-    if name == "minivae":
-        return contenders.minivae_step(**config)
-    if name == "floor":
-        return contenders.floor_step(**config)
-    if name == "torch":
-        step = contenders.torch_step(**config, threads=threads)
-        if step is None:
-            raise SystemExit("torch is not importable")
-        return step
+def limit_cpus(threads: int) -> None:
+    """Pin this process to its first ``threads`` CPUs when there are more (no-op where unsupported)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
+    except (AttributeError, OSError):
+        pass
+
+
+def build(name: str, config: dict, threads: int):
+    from . import contenders
     if name == "phases":
-        return contenders.minivae_phases(**config)
-    raise SystemExit(f"benchmarks.worker: unknown contender {name!r}")
+        return contenders.minivae_phases(**config, threads=threads)
+    if name not in contenders.CONTENDERS:
+        raise SystemExit(f"benchmarks.worker: unknown contender {name!r}")
+    return contenders.CONTENDERS[name].build(**config, threads=threads)
 
 
 def timed(step) -> float:
@@ -54,15 +63,39 @@ def run(contender, n: int):
 
 
 def main(argv) -> None:
-    name, config = argv[0], json.loads(argv[1])
-    contender = build(name, config)
-    run(contender, WARMUP_STEPS)
-    print("ready", flush=True)
+    name, configs = argv[0], json.loads(argv[1])
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
+    limit_cpus(threads)
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr
+    built = {}
+
+    def answer(value) -> None:
+        answers.write(json.dumps(value) + "\n")
+        answers.flush()
+
     for line in sys.stdin:
         if not line.strip():
             break
-        run(contender, 1)  # wakes the thread pools after the pause between turns
-        print(json.dumps(run(contender, int(line))), flush=True)
+        command = json.loads(line)
+        if "build" in command:
+            index = command["build"]
+            try:
+                start = time.perf_counter()
+                built[index] = build(name, configs[index], threads)
+                built_at = time.perf_counter()
+                run(built[index], 1)
+                first = time.perf_counter()
+                run(built[index], max(0, command.get("warmup", 0) - 1))
+            except Exception as error:  # reported to the parent, which leaves the contender out
+                traceback.print_exc()
+                answer({"error": f"{type(error).__name__}: {error}".splitlines()[0][:300]})
+                return
+            answer({"build_s": built_at - start, "first_step_s": first - built_at})
+        else:
+            contender = built[command["config"]]
+            run(contender, command.get("warmup", 0))
+            answer(run(contender, command["steps"]))
 
 
 if __name__ == "__main__":

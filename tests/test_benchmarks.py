@@ -1,0 +1,148 @@
+"""The benchmark harness: contender discovery, a missing peer left out with a note, a failing worker
+dropped, the report and the charts. Small configurations only; no timing is asserted."""
+import importlib.util
+import zlib
+
+import numpy as np
+import pytest
+
+from benchmarks import charts, contenders, run
+
+TINY = {"batch": 8, "hidden": 16, "latent": 2, "input_dim": 32, "samples": 1}
+
+
+def test_every_step_contender_is_registered_with_a_label():
+    assert set(contenders.STEP_CONTENDERS) <= set(contenders.CONTENDERS)
+    labels = [contenders.CONTENDERS[name].label for name in contenders.STEP_CONTENDERS]
+    assert len(set(labels)) == len(labels)
+
+
+def test_a_peer_named_in_the_variable_is_left_out_with_a_note(monkeypatch):
+    monkeypatch.setenv(contenders.WITHOUT_VARIABLE, "jax, autograd")
+    present, notes = contenders.available()
+    assert "jax-jit" not in present and "autograd" not in present
+    assert {"minivae", "minivae-numpy", "floor"} <= set(present)
+    assert any("jax.jit" in note and "jax" in note for note in notes)
+    assert any("hips autograd" in note for note in notes)
+
+
+def test_a_peer_whose_module_is_missing_is_left_out_with_a_note(monkeypatch):
+    monkeypatch.delenv(contenders.WITHOUT_VARIABLE, raising=False)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    present, notes = contenders.available()
+    assert "torch" not in present and "torch-compile" not in present
+    assert sum("torch is not installed" in note for note in notes) == 2
+
+
+def test_floor_flops_count_each_product():
+    # 14 products of the default step: x Wᵀ and gᵀ x for five layers, g W for four.
+    assert contenders.floor_flops() == 419_840_000
+    assert contenders.floor_product_count() == 14
+    # S samples multiply the decoder's rows only.
+    decoder = 2 * 128 * (20 * 400 + 400 * 784) * 3
+    assert contenders.floor_flops(samples=10) - contenders.floor_flops() == 9 * decoder
+
+
+@pytest.mark.parametrize("samples", [1, 3])
+def test_the_step_contenders_run_a_step(samples):
+    present, _ = contenders.available()
+    for name in present:
+        if name == "torch-compile":
+            continue  # compiling takes tens of seconds; the harness run covers it
+        step = contenders.CONTENDERS[name].build(**{**TINY, "samples": samples}, threads=1)
+        step()
+        step()
+
+
+def test_the_pool_measures_present_contenders_and_notes_the_missing_one(monkeypatch):
+    monkeypatch.setenv(contenders.WITHOUT_VARIABLE, "jax")
+    notes = []
+    pool = run.Pool(["floor", "jax-jit"], [TINY], threads=1, notes=notes)
+    try:
+        assert list(pool.workers) == ["floor"]
+        rows = run.measure(pool, 0, rounds=2, turn_s=0.01, tight_s=0.01, label="test")
+    finally:
+        pool.close()
+    assert list(rows) == ["floor"]
+    row = rows["floor"]
+    assert row["steps"] >= 10 and row["median_s"] > 0 and len(row["tight_loop_s"]) == 2
+    assert any("jax" in note for note in notes)
+    results = {"threads": 1, "quick": True, "machine": run.machine(), "notes": notes,
+               "load_average_at_start": (0.0, 0.0, 0.0), "load_average_at_end": (0.0, 0.0, 0.0),
+               "step": {"tiny": {"config": TINY, "contenders": rows, "ratios": run.ratios(rows),
+                                 "targets": run.targets(rows), "floor_flops": contenders.floor_flops(**TINY)}}}
+    text = run.report(results)
+    assert "Left out:" in text and "jax" in text and "floor (matrix products)" in text
+    assert "jax.jit (whole step) |" not in text  # no row for it
+
+
+def test_a_worker_that_fails_to_build_is_dropped_with_a_note():
+    notes = []
+    pool = run.Pool(["floor"], [{**TINY, "batch": -1}], threads=1, notes=notes)
+    try:
+        assert pool.build(0) == {}
+        assert pool.workers == {}
+    finally:
+        pool.close()
+    assert len(notes) == 1 and notes[0].startswith("floor (matrix products): left out, ValueError")
+
+
+def test_ratios_and_targets_compare_minivae_with_every_other_contender():
+    rows = {"minivae": {"median_s": 3.0}, "floor": {"median_s": 2.5}, "torch": {"median_s": 5.0}}
+    assert run.ratios(rows) == {"minivae": {"floor": 1.2, "torch": 0.6}}
+    (label_floor, (ratio, met)), (label_torch, (ratio_t, met_t)) = run.targets(rows)["minivae"].items()
+    assert "1.3" in label_floor and ratio == 1.2 and met
+    assert "0.65" in label_torch and ratio_t == 0.6 and met_t
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert zlib.crc32(data[12:29]) == int.from_bytes(data[29:33], "big")
+    return width, height
+
+
+def test_the_charts_are_written_as_png(tmp_path):
+    canvas = charts.scaling_chart({"minivae (numba)": ([32, 128, 1024], [2.3, 4.0, 40.0]),
+                                   "floor (matrix products)": ([32, 128, 1024], [1.0, 2.6, 18.0])}, "ms per step")
+    assert canvas.dtype == np.uint8 and canvas.shape[2] == 3 and (canvas != 255).any()
+    assert png_size(charts.write(tmp_path / "scaling.png", canvas)) == (canvas.shape[1], canvas.shape[0])
+    bars = charts.parts_chart({"minivae (numba)": {"dense": 2.9, "adam": 0.4}, "floor": {"dense": 2.6}}, "parts")
+    assert png_size(charts.write(tmp_path / "parts.png", bars)) == (bars.shape[1], bars.shape[0])
+    with pytest.raises(ValueError):
+        charts.scaling_chart({"empty": ([], [])}, "nothing")
+
+
+def minivae_loss_and_parameters(samples):
+    import minivae as mv
+    model = mv.VAE(32, (16,), 3, rng=0)
+    flat = [p.data for p in model.parameters()]
+    parameters = list(zip(flat[0::2], flat[1::2]))
+    assert [w.shape for w, _ in parameters] == [(16, 32), (3, 16), (3, 16), (16, 3), (32, 16)]
+    x = contenders.batch_of(8, 32)
+    loss = float(model.negative_elbo(mv.Tensor(x), np.random.default_rng(1), samples=samples).data)
+    eps = np.random.default_rng(1).standard_normal((samples, 8, 3), dtype=np.float32)
+    return loss, parameters, x, eps
+
+
+@pytest.mark.parametrize("samples", [1, 4])
+def test_every_peer_computes_minivae_loss_on_the_same_parameters_and_noise(samples):
+    loss, parameters, x, eps = minivae_loss_and_parameters(samples)
+    checked = 0
+    if importlib.util.find_spec("autograd"):
+        assert contenders.autograd_negative_elbo(parameters, x, eps) == pytest.approx(loss, rel=1e-5)
+        checked += 1
+    if importlib.util.find_spec("jax"):
+        assert float(contenders.jax_negative_elbo(parameters, x, eps)) == pytest.approx(loss, rel=1e-5)
+        checked += 1
+    if importlib.util.find_spec("torch"):
+        import torch
+        _, negative_elbo = contenders.torch_vae(16, 3, 32, samples=samples, parameters=parameters, threads=1)
+        with torch.no_grad():
+            value = float(negative_elbo(torch.from_numpy(x), torch.from_numpy(eps if samples > 1 else eps[0])).mean())
+        assert value == pytest.approx(loss, rel=1e-5)
+        checked += 1
+    if not checked:
+        pytest.skip("no peer is installed")
