@@ -134,6 +134,9 @@ def broken_files(tmp_path):
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 cut short")
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')
     (tmp_path / "run" / "checkpoint.npz").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    write_idx(tmp_path / "empty" / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), np.uint8))
+    write_idx(tmp_path / "empty" / "t10k-labels-idx1-ubyte.gz", np.zeros(0, np.uint8))
     return tmp_path
 
 
@@ -159,6 +162,10 @@ def broken_files(tmp_path):
     (["download", "mnist", "--dir", "{tmp}/d", "--url", "notaurl"], 1, "'notaurl' is not an http, https or file URL"),
     (["download", "mnist", "--dir", "{tmp}/d", "--url", "http://127.0.0.1:{port}/"], 1, "--data-dir"),
     (["download", "imagenet"], 2, "invalid choice"),
+    (["download", "mnist", "--dir", "{tmp}/d", "--url", ""], 1, "the mirror URL is empty"),
+    (["train", "--out", "{tmp}/metrics.jsonl"], 1, "metrics.jsonl is an existing file, not a directory"),
+    (["train", "--data-dir", "{tmp}/empty"], 1, "t10k-images-idx3-ubyte.gz holds no digits"),
+    (["sample", "{tmp}/run/checkpoint.npz", "--out", "{tmp}/run/checkpoint.npz"], 1, "is the input"),
 ])
 def test_errors_are_one_line_on_stderr(broken_files, capsys, argv, status, message):
     argv = [a.format(tmp=broken_files, port=closed_port()) for a in argv]
