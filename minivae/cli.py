@@ -1,4 +1,4 @@
-"""The ``minivae`` command: train, evaluate, sample, download, estimators.
+"""The ``minivae`` command: train, evaluate, sample, export, download, estimators.
 
 This module and ``estimators_cli`` add their subcommands with ``register(subparsers)``: each
 calls ``subparsers.add_parser(name, help=..., description=...)`` and sets the handler with
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         print("minivae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:  # one line instead of a traceback; the type too where the message may not say
-        expected = isinstance(err, (OSError, ValueError, ArithmeticError))
+        expected = isinstance(err, (OSError, ValueError, ArithmeticError, ImportError))
         print(f"minivae: error: {err if expected else f'{type(err).__name__}: {err}'}", file=sys.stderr)
         return EXIT_ERROR
     finally:
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
 
 # --------------------------------------------------------------------------------------- the commands
 def register(subparsers) -> None:
-    """Add the built-in commands: train, evaluate, sample, download."""
+    """Add the built-in commands: train, evaluate, sample, export, download."""
     train = subparsers.add_parser(
         "train", help="train a VAE (with no flags: the default model on the embedded digits, offline)",
         description="Train a VAE on MNIST and write metrics.jsonl, checkpoint.npz and figures into --out. "
@@ -154,6 +154,14 @@ def register(subparsers) -> None:
     sample.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
     sample.set_defaults(handler=_sample)
 
+    export = subparsers.add_parser(
+        "export", help="write a checkpoint's model for PyTorch (torch.save of a state_dict)",
+        description="Write the model of a checkpoint as a PyTorch state_dict (torch.save), which loads with "
+                    "strict=True into the equivalent torch.nn.Module (see the README). Needs PyTorch installed.")
+    export.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by train")
+    export.add_argument("--torch", required=True, metavar="PT", help="output file, e.g. model.pt")
+    export.set_defaults(handler=_export)
+
     download = subparsers.add_parser("download", help="download a data set and verify its checksums",
                                      description="Download the four MNIST files and verify their sizes and MD5 sums, and their "
                                                  "SHA-256 sums where published.")
@@ -206,6 +214,12 @@ def _evaluate(args) -> int:
 
 def _sample(args) -> int:
     print(f"wrote {sample_checkpoint(args.checkpoint, args.n, args.out, args.seed)}")
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_torch  # imports torch: only for this command
+    print(f"wrote {export_torch(args.checkpoint, args.torch)}")
     return 0
 
 
