@@ -383,9 +383,9 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
         raise FileExistsError(f"train: {out} is an existing file, not a directory; --out names the run's "
                               f"folder: choose a folder path")
     if not resume:
-        if checkpoint_path.exists():
-            raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
-                                  f"or choose another --out")
+        if out.is_dir():
+            with RunLock(out):  # a live holder is named first; a finished or stopped run is refused next
+                _refuse_existing_run(out)
         data = data if data is not None else load_mnist(config.data_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -425,9 +425,7 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
                           f"figures: " + "; ".join(f"{name} {why}" for name, why in broken.items()))
             return TrainResult("completed", out, state.epoch, state.step, state.history)
     else:
-        if checkpoint_path.exists():  # written meanwhile by a run that held the folder before us
-            raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
-                                  f"or choose another --out")
+        _refuse_existing_run(out)  # one may have been written meanwhile, by a run that held the folder before
         rng = generator(config.seed, "training")
         model = VAE(data.train_images.shape[1], config.hidden, config.latent_dim, rng=rng)
         optimizer = Adam(model.parameters(), lr=config.lr)
@@ -453,6 +451,12 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
     finally:
         progress.end()
     return TrainResult("completed", out, state.epoch, state.step, state.history)
+
+
+def _refuse_existing_run(out: Path) -> None:
+    if (out / CHECKPOINT).exists():
+        raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
+                              f"or choose another --out")
 
 
 def _check_same_data(data: MnistSplit, state: RunState, saved: TrainConfig, asked: TrainConfig, path: Path) -> None:

@@ -120,6 +120,43 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_p
     assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
 
 
+def test_sigterm_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
+    adam_step = Adam.step
+
+    def step_with_sigterm(self):
+        if self.steps[0] == 12:
+            signal.raise_signal(signal.SIGTERM)
+        adam_step(self)
+
+    monkeypatch.setattr(Adam, "step", step_with_sigterm)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 143
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("minivae: terminated (SIGTERM) after step 13") and "checkpoint saved" in error
+    monkeypatch.setattr(Adam, "step", adam_step)
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert metrics(out) == metrics(trained)
+    assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
+
+
+def test_sigterm_ends_other_commands_with_143_and_one_line(trained, monkeypatch, capsys):
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "evaluate_checkpoint", terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert main(["evaluate", str(trained / "checkpoint.npz")]) == 143
+    assert capsys.readouterr().err == "minivae: terminated (SIGTERM)\n"
+    assert signal.getsignal(signal.SIGTERM) is handler  # main leaves the process's handler as it was
+
+
+def test_runs_without_out_in_the_same_second_get_folders_of_their_own(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.time, "strftime", lambda pattern: "20261130-050000")
+    for _ in range(2):
+        assert main(["train", *TINY, "--epochs", "1", "--data-dir", str(mnist_dir)]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["20261130-050000", "20261130-050000-2"]
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -122,15 +122,6 @@ def test_a_second_run_in_a_held_folder_is_refused_naming_the_holder_and_a_killed
     assert not (out / ".lock").exists()
 
 
-def test_runs_without_out_started_in_the_same_second_get_folders_of_their_own(tmp_path, data):
-    runs = [minivae_start("train", "--epochs", "1", *TINY, *data, cwd=tmp_path) for _ in range(2)]
-    for run in runs:
-        run.communicate(timeout=120)
-        assert run.returncode == 0
-    folders = sorted((tmp_path / "runs").iterdir())
-    assert len(folders) == 2 and all((f / "checkpoint.npz").is_file() for f in folders)
-
-
 # --------------------------------------------------------------------------------------- signals
 def test_sigterm_saves_a_checkpoint_says_so_and_exits_143_and_the_run_resumes(tmp_path, data):
     out = tmp_path / "run"
