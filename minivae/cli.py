@@ -4,7 +4,8 @@ This module and ``estimators_cli`` add their subcommands with ``register(subpars
 calls ``subparsers.add_parser(name, help=..., description=...)`` and sets the handler with
 ``set_defaults(handler=function)``; the handler takes the parsed arguments and returns the exit
 status. A handler raises ``UsageError`` for a misuse of the command (exit status 2); any other
-error ends the command with one line on stderr and exit status 1, and Ctrl-C with status 130.
+error ends the command with one line on stderr and exit status 1, Ctrl-C with status 130 and
+SIGTERM with 143 (a training run saves its checkpoint first).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from . import __version__, estimators_cli
 from .arguments import UsageError, non_negative_int, positive_float, positive_int
 from .data import DOWNLOAD_TIMEOUT, download_mnist
+from .files import DiskFullError
 from .progress import Progress
 from .runlock import new_run_folder
 from .train import CHECKPOINT, TrainConfig, evaluate_checkpoint, read_checkpoint_config, sample_checkpoint, train
@@ -186,7 +188,12 @@ def _train(args) -> int:
     else:
         config = TrainConfig(**given)
     out = Path(args.out) if args.out is not None else new_run_folder("runs", time.strftime("%Y%m%d-%H%M%S"))
-    result = train(config, out, resume=args.resume)
+    try:
+        result = train(config, out, resume=args.resume)
+    except DiskFullError as err:
+        if not (out / CHECKPOINT).is_file():
+            raise
+        raise DiskFullError(err.errno, err.path, f"continue the run with: minivae train --out {out} --resume") from None
     if result.status == "interrupted":
         by = "terminated (SIGTERM)" if result.signal == "SIGTERM" else "interrupted"
         print(f"minivae: {by} after step {result.step} (epoch {result.epoch + 1} of {config.epochs}); "

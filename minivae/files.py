@@ -18,7 +18,13 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class DiskFullError(OSError):
-    """A write failed for lack of space (or quota); the message names the file and what to do."""
+    """A write of ``path`` failed for lack of space (or quota); the message names the file and,
+    after "free some space, then", what to do next (``then``)."""
+
+    def __init__(self, number: int, path, then: str = "run the command again"):
+        super().__init__(f"no space left on the device to write {path} ({os.strerror(number)}); nothing "
+                         f"was replaced: free some space, then {then}")
+        self.errno, self.path = number, Path(path)
 
 
 @contextlib.contextmanager
@@ -63,8 +69,7 @@ def write_bytes(path, content: bytes) -> Path:
 def _named(err: OSError, path: Path) -> OSError:
     """``err`` as an error that names ``path``, and for a full disk says what to do."""
     if err.errno in DISK_FULL:
-        return DiskFullError(err.errno, f"no space left on the device to write {path} ({os.strerror(err.errno)}); "
-                                        f"nothing was replaced: free some space, then run the command again")
+        return DiskFullError(err.errno, path)
     if isinstance(err, (FileNotFoundError, NotADirectoryError)) and not path.parent.is_dir():
         return type(err)(err.errno, f"cannot write {path}: its directory {path.parent} does not exist")
     if str(path) in str(err):

@@ -6,7 +6,11 @@ One run writes into its output directory:
   ``test_neg_elbo``, ``epoch_seconds``, ``steps_per_second``), losses in nats per digit;
 - ``checkpoint.npz``: the model, the optimizer, the training generator's state, the position in the
   current epoch and the metrics so far, replaced atomically after every epoch and on Ctrl-C;
-- ``reconstructions.png``, ``samples.png``, ``loss.png``, and ``manifold.png`` for a 2-D latent space.
+- ``reconstructions.png``, ``samples.png``, ``loss.png``, and ``manifold.png`` for a 2-D latent space;
+- ``.lock`` while the run is going: one process at a time writes a run folder (``minivae.runlock``).
+
+Every file is written under a temporary name and renamed (``minivae.files``), so a crash, a kill
+or a full disk leaves each file complete or absent, never cut short.
 
 Every random draw of the run comes from its seed through one of four independent generators:
 "training" (initialization, shuffling, binarization, the reparameterization noise), "evaluation"
@@ -265,8 +269,8 @@ def _check_consistency(run: Checkpoint) -> None:
         elif state.position > math.ceil(len(permutation) / config.batch_size):
             problems.append(f"position {state.position} beyond the epoch's "
                             f"{math.ceil(len(permutation) / config.batch_size)} batches")
-    if not all(isinstance(getattr(state, k), (int, float)) and math.isfinite(getattr(state, k)) and getattr(state, k) >= 0
-               for k in ("seconds",)) or not (isinstance(state.loss_sum, (int, float)) and math.isfinite(state.loss_sum)):
+    finite = [isinstance(value, (int, float)) and math.isfinite(value) for value in (state.loss_sum, state.seconds)]
+    if not all(finite) or state.seconds < 0:
         problems.append(f"loss_sum {state.loss_sum!r} or seconds {state.seconds!r} is not a finite number")
     if problems:
         raise CheckpointError("is inconsistent: " + "; ".join(problems))
@@ -374,8 +378,15 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
     ``after_step(step)``, if given, is called after every completed step. Ctrl-C, or a
     KeyboardInterrupt raised by ``after_step``, stops the run at the end of the last completed
     step and saves a checkpoint from which ``resume`` continues exactly as if never stopped.
+    SIGTERM does the same (``TrainResult.signal`` says which signal stopped the run).
     A non-finite loss or gradient raises ``TrainingDiverged`` and leaves the last checkpoint as it is.
-    Resuming a run that has already trained ``config.epochs`` epochs only says so.
+    Resuming a run that has already trained ``config.epochs`` epochs only says so, after writing
+    again any of its figures that is missing or broken.
+
+    The run holds ``out`` (``RunLock``): another live process in it raises ``RunLockedError``.
+    A resume may read the data from another ``config.data_dir`` if it has the run's SHA-256;
+    the checkpoint is checked for consistency first (``CheckpointError``). ``out`` being an
+    existing file raises ``FileExistsError``.
     """
     out = Path(out)
     checkpoint_path = out / CHECKPOINT
@@ -564,7 +575,8 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
     The held-out digits are those of the run (its data directory unless ``data_dir`` is given, its
     binarization); the negative ELBO uses the run's evaluation generator, as during training, and
     the importance sampling a generator seeded with ``seed``. Digits go through the model a few at
-    a time and the samples in chunks, so memory stays bounded.
+    a time and the samples in chunks, so memory stays bounded; progress goes to ``stream``.
+    A checkpoint that is unreadable or inconsistent (non-finite weights, ...) raises ``CheckpointError``.
     """
     run = load_checkpoint(path)
     data = load_mnist(data_dir if data_dir is not None else run.config.data_dir)
@@ -593,7 +605,10 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
 
 
 def sample_checkpoint(path, n: int = 64, out="samples.png", seed: int = 0) -> Path:
-    """Write a grid of ``n`` digits decoded from z ~ N(0, I) by the model at ``path``."""
+    """Write a grid of ``n`` digits decoded from z ~ N(0, I) by the model at ``path`` (atomically).
+
+    ``out`` being the checkpoint itself raises ``ValueError``.
+    """
     refuse_overwriting_input(out, [path], "sample")
     model = load_checkpoint(path).model
     return write_png(out, digit_grid(model.sample(n, np.random.default_rng(seed)), columns=math.ceil(math.sqrt(n))))

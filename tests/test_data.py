@@ -333,3 +333,19 @@ def test_an_idx_file_of_zero_digits_is_named_with_what_to_do(tmp_path, empty):
     with pytest.raises(DataError, match=f"read_idx_pair: {paths[empty]} holds no digits \\(its IDX header gives a "
                                         f"count of 0\\); replace it with a complete MNIST file"):
         read_idx_pair(paths["images"], paths["labels"])
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+    from minivae.files import DiskFullError
+    target = tmp_path / "file"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError) as raised, atomic_write(target) as file:
+        file.write(b"new")
+    assert str(raised.value) == (f"no space left on the device to write {target} (No space left on device); "
+                                 f"nothing was replaced: free some space, then run the command again")
+    assert raised.value.errno == errno.ENOSPC and target.read_bytes() == b"old" and os.listdir(tmp_path) == ["file"]
