@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import signal
-import sys
 import threading
 import time
 import zipfile

@@ -14,6 +14,12 @@ from minivae.progress import COMPILE_NOTE, Progress, kernels_need_compiling
 from minivae.train import TrainConfig, train
 
 
+def tiny_digits():
+    everything = load_mnist()
+    return MnistSplit(everything.train_images[:300], everything.train_labels[:300], everything.test_images[:100],
+                      everything.test_labels[:100], "subset")
+
+
 class Terminal(io.StringIO):
     def __init__(self, columns):
         super().__init__()
@@ -72,12 +78,6 @@ def test_evaluation_in_a_log_reports_importance_sampling_per_chunk(tmp_path, mon
     training.evaluate_checkpoint(tmp_path / "checkpoint.npz", iw_samples=40, stream=log)
     assert [line for line in log.getvalue().splitlines() if line.startswith("importance sampling")] == [
         f"importance sampling [{'#' * (6 * k)}{'.' * (30 - 6 * k)}] {20 * k}/100 digits, k=40" for k in range(1, 6)]
-
-
-def tiny_digits():
-    everything = load_mnist()
-    return MnistSplit(everything.train_images[:300], everything.train_labels[:300], everything.test_images[:100],
-                      everything.test_labels[:100], "subset")
 
 
 def test_the_compile_note_shows_exactly_when_the_kernel_cache_is_cold(tmp_path):

@@ -1,5 +1,4 @@
 """Runs as real processes: full disks, one writer per run folder, signals, and what each leaves."""
-import json
 import os
 import signal
 import subprocess
@@ -7,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import minivae
