@@ -1,27 +1,42 @@
-"""The ``minivae`` command: train, evaluate, sample, download, estimators.
+"""The ``minivae`` command: train, evaluate, sample, export, download, estimators.
 
 This module and ``estimators_cli`` add their subcommands with ``register(subparsers)``: each
 calls ``subparsers.add_parser(name, help=..., description=...)`` and sets the handler with
 ``set_defaults(handler=function)``; the handler takes the parsed arguments and returns the exit
 status. A handler raises ``UsageError`` for a misuse of the command (exit status 2); any other
-error ends the command with one line on stderr and exit status 1, and Ctrl-C with status 130.
+error ends the command with one line on stderr and exit status 1, Ctrl-C with status 130 and
+SIGTERM with 143 (a training run saves its checkpoint first).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
 
 from . import __version__, estimators_cli
 from .arguments import UsageError, non_negative_int, positive_float, positive_int
-from .data import download_mnist
+from .data import DOWNLOAD_TIMEOUT, download_mnist
+from .files import DiskFullError
+from .progress import Progress
+from .runlock import new_run_folder
 from .train import CHECKPOINT, TrainConfig, evaluate_checkpoint, read_checkpoint_config, sample_checkpoint, train
 from .vae import ESTIMATORS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_SIGNAL_BASE = 128   # a command stopped by signal N exits with 128 + N: 130 for SIGINT, 143 for SIGTERM
+
+
+class Terminated(Exception):
+    """SIGTERM arrived outside a training loop (which saves a checkpoint instead)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -54,10 +69,19 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run the command given by ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
+    """Run the command given by ``argv`` (default: ``sys.argv[1:]``) and return its exit status.
+
+    SIGTERM ends a command like Ctrl-C (a training run saves its checkpoint), with status 143.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
+    except Terminated:
+        print("minivae: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signal.SIGTERM
     except SystemExit as exit:  # --help and --version
         return int(exit.code or 0)
     except UsageError as err:
@@ -67,19 +91,23 @@ def main(argv=None) -> int:
         print("minivae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:  # one line instead of a traceback; the type too where the message may not say
-        expected = isinstance(err, (OSError, ValueError, ArithmeticError))
+        expected = isinstance(err, (OSError, ValueError, ArithmeticError, ImportError))
         print(f"minivae: error: {err if expected else f'{type(err).__name__}: {err}'}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------------------- the commands
 def register(subparsers) -> None:
-    """Add the built-in commands: train, evaluate, sample, download."""
+    """Add the built-in commands: train, evaluate, sample, export, download."""
     train = subparsers.add_parser(
         "train", help="train a VAE (with no flags: the default model on the embedded digits, offline)",
         description="Train a VAE on MNIST and write metrics.jsonl, checkpoint.npz and figures into --out. "
-                    "Ctrl-C saves a checkpoint; --resume continues it exactly. With --resume, the other "
-                    "settings come from the checkpoint; --epochs may raise the total.")
+                    "Ctrl-C and SIGTERM save a checkpoint (exit 130 and 143); --resume continues it exactly. With "
+                    "--resume, the other settings come from the checkpoint; --epochs may raise the total, and "
+                    "--data-dir may name the run's data in a new place (checked by checksum).")
     defaults = TrainConfig()
     train.add_argument("--epochs", type=positive_int, help=f"total number of epochs (default: {defaults.epochs})")
     train.add_argument("--batch-size", type=positive_int,
@@ -102,7 +130,8 @@ def register(subparsers) -> None:
     train.add_argument("--data-dir", metavar="DIR",
                        help="directory of MNIST IDX files (train and t10k for the standard split, or "
                             "t10k only); default: the embedded 10,000 test digits")
-    train.add_argument("--out", metavar="DIR", help="output directory (default: runs/<date-time>)")
+    train.add_argument("--out", metavar="DIR",
+                       help="output directory, held by one run at a time (default: a new runs/<date-time>)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     train.set_defaults(handler=_train)
 
@@ -127,6 +156,14 @@ def register(subparsers) -> None:
     sample.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
     sample.set_defaults(handler=_sample)
 
+    export = subparsers.add_parser(
+        "export", help="write a checkpoint's model for PyTorch (torch.save of a state_dict)",
+        description="Write the model of a checkpoint as a PyTorch state_dict (torch.save), which loads with "
+                    "strict=True into the equivalent torch.nn.Module (see the README). Needs PyTorch installed.")
+    export.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by train")
+    export.add_argument("--torch", required=True, metavar="PT", help="output file, e.g. model.pt")
+    export.set_defaults(handler=_export)
+
     download = subparsers.add_parser("download", help="download a data set and verify its checksums",
                                      description="Download the four MNIST files and verify their sizes and MD5 sums, and their "
                                                  "SHA-256 sums where published.")
@@ -136,6 +173,9 @@ def register(subparsers) -> None:
     download.add_argument("--url", metavar="URL",
                           help="base URL of a mirror (http, https or file); default: $MINIVAE_MNIST_URL "
                                "or the canonical mirror")
+    download.add_argument("--timeout", type=positive_float, default=DOWNLOAD_TIMEOUT, metavar="SECONDS",
+                          help=f"give up on a server that does not connect or answer within SECONDS, or whose "
+                               f"transfer brings under 16 KiB in SECONDS (default: {DOWNLOAD_TIMEOUT:g})")
     download.set_defaults(handler=_download)
 
 
@@ -147,12 +187,18 @@ def _train(args) -> int:
         config = TrainConfig(**{**read_checkpoint_config(Path(args.out) / CHECKPOINT).to_json(), **given})
     else:
         config = TrainConfig(**given)
-    out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    result = train(config, out, resume=args.resume)
+    out = Path(args.out) if args.out is not None else new_run_folder("runs", time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        result = train(config, out, resume=args.resume)
+    except DiskFullError as err:
+        if not (out / CHECKPOINT).is_file():
+            raise
+        raise DiskFullError(err.errno, err.path, f"continue the run with: minivae train --out {out} --resume") from None
     if result.status == "interrupted":
-        print(f"minivae: interrupted after step {result.step} (epoch {result.epoch + 1} of {config.epochs}); "
+        by = "terminated (SIGTERM)" if result.signal == "SIGTERM" else "interrupted"
+        print(f"minivae: {by} after step {result.step} (epoch {result.epoch + 1} of {config.epochs}); "
               f"checkpoint saved; continue with: minivae train --out {out} --resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_SIGNAL_BASE + signal.SIGTERM if result.signal == "SIGTERM" else EXIT_INTERRUPTED
     print(f"done: epoch {result.epoch} of {config.epochs}, step {result.step}; metrics, checkpoint and figures "
           f"in {out}")
     return 0
@@ -178,7 +224,14 @@ def _sample(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export_torch  # imports torch: only for this command
+    print(f"wrote {export_torch(args.checkpoint, args.torch)}")
+    return 0
+
+
 def _download(args) -> int:
-    download_mnist(args.dir, base_url=args.url, report=print)
+    progress = Progress(sys.stdout)
+    download_mnist(args.dir, base_url=args.url, timeout=args.timeout, report=progress.line, progress=progress.update)
     print(f"MNIST is in {args.dir}; train on it with: minivae train --data-dir {args.dir}")
     return 0

@@ -10,13 +10,13 @@ standard split, 60,000 training and 10,000 held-out digits.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import struct
-import tempfile
+import time
 import urllib.parse
 import urllib.request
 import zlib
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write, write_bytes
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -33,6 +35,9 @@ EMBEDDED_DIR = "_mnist"  # package data folder of the shipped files
 DEFAULT_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 URL_ENV_VAR = "MINIVAE_MNIST_URL"
 URL_SCHEMES = ("http", "https", "file")
+DOWNLOAD_TIMEOUT = 10.0     # seconds: to connect, for an answer, and the window of the stall check
+STALL_BYTES = 16 * 1024     # fewer bytes than this in a whole timeout window is a stalled transfer
+READ_CHUNK = 64 * 1024
 
 
 class DataError(ValueError):
@@ -105,7 +110,7 @@ def read_idx(path, magic: int) -> np.ndarray:
         raise DataError(f"read_idx: {path} is truncated: {len(content)} bytes, shorter than the "
                         f"{header}-byte IDX header")
     dims = struct.unpack(f">{ndim}I", content[4:header])
-    expected = header + int(np.prod(dims))
+    expected = header + math.prod(dims)  # Python ints: sizes of up to 2**96 bytes do not wrap around
     if len(content) != expected:
         kind = "truncated" if len(content) < expected else "longer than its header says"
         raise DataError(f"read_idx: {path} is {kind}: the header {tuple(dims)} needs {expected} bytes, "
@@ -120,13 +125,17 @@ def write_idx(path, array: np.ndarray) -> None:
         raise ValueError(f"write_idx: needs a uint8 array of 1 or 3 dimensions, got {array.dtype} {array.shape}")
     magic = LABELS_MAGIC if array.ndim == 1 else IMAGES_MAGIC
     content = struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.tobytes()
-    Path(path).write_bytes(gzip.compress(content, mtime=0) if str(path).endswith(".gz") else content)
+    write_bytes(path, gzip.compress(content, mtime=0) if str(path).endswith(".gz") else content)
 
 
 def read_idx_pair(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:
-    """Images as float32 in [0, 1] flattened to (n, 784), and their uint8 labels (n,)."""
+    """Images as float32 in [0, 1] flattened to (n, 784), and their uint8 labels (n,); n >= 1."""
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
+    for path, array in ((images_path, images), (labels_path, labels)):
+        if len(array) == 0:
+            raise DataError(f"read_idx_pair: {path} holds no digits (its IDX header gives a count of 0); "
+                            f"replace it with a complete MNIST file, e.g. with: minivae download mnist --dir DIR")
     if images.shape[1:] != IMAGE_SHAPE:
         raise DataError(f"read_idx_pair: {images_path} holds images of {images.shape[1]}x{images.shape[2]} "
                         f"pixels, expected {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
@@ -200,31 +209,6 @@ def _require(folder: Path, file: MnistFile) -> Path:
 
 
 # --------------------------------------------------------------------------------------- files
-@contextlib.contextmanager
-def atomic_write(path):
-    """Yield a binary file that replaces ``path`` only once the block succeeds.
-
-    The file is a temporary one in the same directory; on success it is flushed, fsynced and
-    renamed onto ``path`` with ``os.replace`` (atomic), on any failure it is removed, so ``path``
-    is always either its previous content or the complete new one.
-    """
-    path = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # the mode a plain open() would give, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 def checksum_problem(content: bytes, file: MnistFile) -> str | None:
     """Why ``content`` is not the canonical ``file`` (size, MD5 or SHA-256), or None if it is."""
     if len(content) != file.size:
@@ -236,15 +220,24 @@ def checksum_problem(content: bytes, file: MnistFile) -> str | None:
     return None
 
 
-def download_mnist(dest, base_url: str | None = None, files=MNIST_FILES, timeout: float = 60.0,
-                   report=None) -> dict[str, str]:
+def download_mnist(dest, base_url: str | None = None, files=MNIST_FILES, timeout: float = DOWNLOAD_TIMEOUT,
+                   report=None, progress=None) -> dict[str, str]:
     """Fetch the MNIST files into ``dest``, verify their checksums, and return each name's status.
 
     ``base_url`` defaults to ``$MINIVAE_MNIST_URL`` or the canonical mirror; each file is fetched
     from ``base_url/name`` (http, https or file URLs) and replaces its target atomically only once
     its size and checksums match, so a broken download never leaves a valid-looking file. Files
-    already present and valid are skipped. ``report``, if given, is called with a line per file.
+    already present and valid are skipped. ``report``, if given, is called with a line per file;
+    ``progress``, if given, is called with a function giving a line of the bytes fetched so far and
+    the rate (e.g. ``Progress.update``).
+
+    ``timeout`` (seconds) bounds the wait to connect and for each answer, and a transfer that
+    brings fewer than 16 KiB in ``timeout`` seconds (a stalled or trickling server) fails with a
+    ``DownloadError``. An empty ``base_url`` is a ``ValueError``, not the default mirror.
     """
+    if base_url is not None and not base_url.strip():
+        raise ValueError(f"download_mnist: the mirror URL is empty; give one (e.g. {DEFAULT_URL}) or leave "
+                         f"--url out for ${URL_ENV_VAR} or the canonical mirror")
     base_url = base_url or os.environ.get(URL_ENV_VAR) or DEFAULT_URL
     if urllib.parse.urlsplit(base_url).scheme not in URL_SCHEMES:
         raise ValueError(f"download_mnist: the mirror URL {base_url!r} is not an http, https or file URL, "
@@ -257,18 +250,25 @@ def download_mnist(dest, base_url: str | None = None, files=MNIST_FILES, timeout
         if target.is_file() and checksum_problem(target.read_bytes(), file) is None:
             status[file.name] = "already present"
         else:
-            _fetch(base_url.rstrip("/") + "/" + file.name, target, file, timeout)
+            _fetch(base_url.rstrip("/") + "/" + file.name, target, file, timeout, progress)
             status[file.name] = "downloaded"
         if report is not None:
             report(f"{target}: {status[file.name]}, checksums verified")
     return status
 
 
-def _fetch(url: str, target: Path, file: MnistFile, timeout: float) -> None:
+class StalledTransfer(OSError):
+    """A transfer brought too few bytes in a whole timeout window."""
+
+
+def _fetch(url: str, target: Path, file: MnistFile, timeout: float, progress=None) -> None:
     """Download ``url`` into memory, check it against ``file``, and only then write ``target``."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            content = response.read(file.size + 1)  # a longer answer fails the size check
+            content = _read(response, file, timeout, progress)
+    except StalledTransfer as err:
+        raise DownloadError(f"download_mnist: {url} stalled: {err}; nothing was kept. Try again, or use "
+                            f"another mirror with --url") from None
     except (OSError, http.client.HTTPException) as err:  # URLError, timeouts, refused or cut connections
         reason = getattr(err, "reason", None) or err
         raise DownloadError(
@@ -282,3 +282,29 @@ def _fetch(url: str, target: Path, file: MnistFile, timeout: float) -> None:
                             f"Try again, or use another mirror with --url")
     with atomic_write(target) as out:
         out.write(content)
+
+
+def _read(response, file: MnistFile, timeout: float, progress=None) -> bytes:
+    """The body of ``response`` (at most ``file.size + 1`` bytes: a longer one fails the size
+    check), raising ``StalledTransfer`` when a ``timeout``-second window brings under STALL_BYTES."""
+    parts, received, limit = [], 0, file.size + 1
+    started = window_start = time.monotonic()
+    window_bytes = 0
+    read = getattr(response, "read1", None) or response.read
+    while received < limit:
+        part = read(min(READ_CHUNK, limit - received))
+        if not part:
+            break
+        parts.append(part)
+        received += len(part)
+        window_bytes += len(part)
+        now = time.monotonic()
+        if now - window_start >= timeout:
+            if window_bytes < STALL_BYTES:
+                raise StalledTransfer(f"{window_bytes} bytes in the last {now - window_start:.0f} s "
+                                      f"({received} of {file.size} in all)")
+            window_start, window_bytes = now, 0
+        if progress is not None:
+            rate = received / max(now - started, 1e-9)
+            progress(lambda: f"{file.name}: {received:,} of {file.size:,} bytes, {rate / 1e6:.2f} MB/s")
+    return b"".join(parts)

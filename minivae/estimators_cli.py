@@ -22,6 +22,7 @@ import numpy as np
 from .arguments import UsageError, non_negative_int, positive_int
 from .data import load_mnist
 from .estimators import POSTERIORS, fit_vae, variance_plot, variance_study, variance_table
+from .files import write_bytes
 from .train import load_checkpoint
 from .vae import VAE
 
@@ -104,9 +105,9 @@ def run(args) -> int:
                 f"{args.repeats} repeats per variance, seed {args.seed}; trained state: {training}; "
                 f"measured in {seconds['init']:.1f} s (init) and {seconds['trained']:.1f} s (trained), "
                 f"{total:.1f} s in all.")
-    (out / TABLE).write_text(f"{table}\n\n{settings}\n")
-    (out / PLOT).write_text(variance_plot(rows))
-    (out / ROWS).write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
+    write_bytes(out / TABLE, f"{table}\n\n{settings}\n".encode())
+    write_bytes(out / PLOT, variance_plot(rows).encode())
+    write_bytes(out / ROWS, (json.dumps([asdict(r) for r in rows], indent=1) + "\n").encode())
     print(table)
     print(f"\n{settings}\nwrote {out / TABLE}, {out / PLOT} and {out / ROWS}")
     return 0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import write_bytes
+
 DIGIT_SHAPE = (28, 28)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -41,10 +43,48 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def write_png(path, image: np.ndarray) -> Path:
-    """Write ``image`` (see ``encode_png``) to ``path`` and return the path."""
+    """Write ``image`` (see ``encode_png``) to ``path`` atomically and return the path.
+
+    The file appears complete or not at all: a failed write (a full disk) leaves the previous file.
+    """
+    return write_bytes(path, encode_png(image))
+
+
+def png_problem(path) -> str | None:
+    """Why ``path`` is not a complete PNG file (missing, truncated, a bad CRC or stream), or None.
+
+    It walks the chunks, checks each CRC-32, needs IHDR first and IEND last, and decompresses the
+    image data.
+    """
     path = Path(path)
-    path.write_bytes(encode_png(image))
-    return path
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not content.startswith(PNG_SIGNATURE):
+        return "does not start with the PNG signature"
+    position, kinds, data = len(PNG_SIGNATURE), [], []
+    while position < len(content):
+        if position + 12 > len(content):
+            return "is truncated inside a chunk header"
+        (length,), kind = struct.unpack_from(">I", content, position), content[position + 4:position + 8]
+        end = position + 12 + length
+        if end > len(content):
+            return f"is truncated: its {kind!r} chunk needs {end} bytes, the file holds {len(content)}"
+        body = content[position + 8:end - 4]
+        if struct.unpack_from(">I", content, end - 4)[0] != zlib.crc32(kind + body):
+            return f"has a bad CRC in its {kind!r} chunk"
+        kinds.append(kind)
+        if kind == b"IDAT":
+            data.append(body)
+        position = end
+    if not kinds or kinds[0] != b"IHDR" or kinds[-1] != b"IEND":
+        return "lacks its IHDR or IEND chunk"
+    try:
+        zlib.decompress(b"".join(data))
+    except zlib.error as err:
+        return f"has a broken image stream ({err})"
+    return None
 
 
 def to_uint8(intensities: np.ndarray) -> np.ndarray:

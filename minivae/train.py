@@ -6,7 +6,11 @@ One run writes into its output directory:
   ``test_neg_elbo``, ``epoch_seconds``, ``steps_per_second``), losses in nats per digit;
 - ``checkpoint.npz``: the model, the optimizer, the training generator's state, the position in the
   current epoch and the metrics so far, replaced atomically after every epoch and on Ctrl-C;
-- ``reconstructions.png``, ``samples.png``, ``loss.png``, and ``manifold.png`` for a 2-D latent space.
+- ``reconstructions.png``, ``samples.png``, ``loss.png``, and ``manifold.png`` for a 2-D latent space;
+- ``.lock`` while the run is going: one process at a time writes a run folder (``minivae.runlock``).
+
+Every file is written under a temporary name and renamed (``minivae.files``), so a crash, a kill
+or a full disk leaves each file complete or absent, never cut short.
 
 Every random draw of the run comes from its seed through one of four independent generators:
 "training" (initialization, shuffling, binarization, the reparameterization noise), "evaluation"
@@ -19,10 +23,10 @@ the epoch's digits of the loss each had when its batch was trained.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import signal
-import sys
 import threading
 import time
 import zipfile
@@ -31,16 +35,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import MnistSplit, atomic_write, load_mnist, path_problem
+from .data import MnistSplit, load_mnist, path_problem
 from .engine import Tensor, no_grad
-from .images import digit_grid, loss_plot, manifold_grid, reconstruction_grid, write_png
+from .files import atomic_write, refuse_overwriting_input, remove_stale_temporaries
+from .images import digit_grid, loss_plot, manifold_grid, png_problem, reconstruction_grid, write_png
 from .nn import is_positive_int
 from .optim import Adam
+from .progress import COMPILE_NOTE, Progress, bar as _bar, kernels_need_compiling
+from .runlock import RunLock
 from .vae import ESTIMATORS, VAE
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 CHECKPOINT_FORMAT = 1
+FIGURES = ("reconstructions.png", "samples.png", "loss.png")
+MANIFOLD = "manifold.png"   # only for a 2-D latent space
 STREAMS = ("training", "evaluation", "held-out", "figures")
 EVALUATION_BATCH = 500      # held-out digits per negative-ELBO evaluation
 IW_CHUNK = 500              # importance samples per digit drawn at once
@@ -119,6 +128,7 @@ class RunState:
     loss_sum: float = 0.0                   # Σ batch loss × batch size over those batches
     seconds: float = 0.0                    # training time of the current epoch so far
     history: list = field(default_factory=list)  # one metrics dict per completed epoch
+    data_sha256: str | None = None          # data_checksum of the digits the run trains on
 
 
 @dataclass
@@ -174,6 +184,8 @@ def _read_checkpoint(path, read):
             if meta.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
             return read(archive, meta)
+    except CheckpointError as err:
+        raise CheckpointError(f"load_checkpoint: {path} {err}") from None
     except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"load_checkpoint: {path} is not a readable minivae checkpoint "
                               f"({type(err).__name__}: {err})") from None
@@ -188,47 +200,92 @@ def _restore(archive, meta: dict) -> Checkpoint:
     bit_generator = getattr(np.random, meta["rng"]["bit_generator"])()
     bit_generator.state = meta["rng"]
     state = RunState(permutation=archive["permutation"] if "permutation" in archive.files else None,
-                     **{f.name: meta[f.name] for f in fields(RunState) if f.name != "permutation"})
-    return Checkpoint(config, model, optimizer, np.random.Generator(bit_generator), state)
+                     data_sha256=meta.get("data_sha256"),  # absent from checkpoints of earlier versions
+                     **{f.name: meta[f.name] for f in fields(RunState) if f.name not in ("permutation", "data_sha256")})
+    run = Checkpoint(config, model, optimizer, np.random.Generator(bit_generator), state)
+    _check_consistency(run)
+    return run
+
+
+HISTORY_KEYS = ("epoch", "step", "train_neg_elbo", "test_neg_elbo", "epoch_seconds", "steps_per_second")
+
+
+def _check_consistency(run: Checkpoint) -> None:
+    """Raise ``CheckpointError`` unless the checkpoint's parts agree with each other.
+
+    The optimizer's hyper-parameters are the run's (its lr, Adam's defaults otherwise) and its
+    step counts are the run's step; parameters and moments are finite (v >= 0); the epoch, step
+    and position agree with the history, whose entries are well-formed; the permutation is one.
+    """
+    config, state, optimizer = run.config, run.state, run.optimizer
+    problems = []
+    expected = {"lr": float(config.lr), "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    for key, value in expected.items():
+        if getattr(optimizer, key) != value:
+            problems.append(f"the optimizer's {key} is {getattr(optimizer, key)!r}, the run's is {value!r}")
+    for name, parameter in run.model.named_parameters():
+        if not np.isfinite(parameter.data).all():
+            problems.append(f"parameter {name} has non-finite values")
+    for buffer, arrays in optimizer.state.items():
+        for i, array in enumerate(arrays):
+            if not np.isfinite(array).all() or (buffer == "v" and (array < 0).any()):
+                problems.append(f"the optimizer's {buffer}.{i} has non-finite{' or negative' if buffer == 'v' else ''} values")
+    history = state.history
+    if not (isinstance(history, list) and all(isinstance(m, dict) for m in history)):
+        problems.append("the metrics history is not a list of records")
+        history = []
+    for i, metrics in enumerate(history):
+        if set(metrics) != set(HISTORY_KEYS) or metrics["epoch"] != i + 1 or not all(
+                isinstance(metrics[k], (int, float)) and not isinstance(metrics[k], bool)
+                and math.isfinite(metrics[k]) for k in HISTORY_KEYS):
+            problems.append(f"the metrics of epoch {i + 1} are malformed: {metrics!r}")
+            break
+        if metrics["epoch_seconds"] < 0 or metrics["steps_per_second"] < 0 or (
+                metrics["step"] <= (history[i - 1]["step"] if i else 0)):
+            problems.append(f"the metrics of epoch {i + 1} are out of range: {metrics!r}")
+            break
+    integers = all(isinstance(getattr(state, k), int) and not isinstance(getattr(state, k), bool)
+                   for k in ("epoch", "step", "position"))
+    if not integers:
+        problems.append(f"epoch, step and position must be integers, got {state.epoch!r}, {state.step!r}, "
+                        f"{state.position!r}")
+    elif not problems:
+        previous = history[-1]["step"] if history else 0
+        if state.epoch != len(history):
+            problems.append(f"epoch {state.epoch} but {len(history)} epochs of metrics")
+        if state.position < 0 or state.step != previous + state.position:
+            problems.append(f"step {state.step} and position {state.position} disagree with the "
+                            f"{previous} steps of the completed epochs")
+        if (optimizer.steps != state.step).any():
+            problems.append(f"the optimizer counts {sorted(set(optimizer.steps.tolist()))} steps, the run {state.step}")
+        permutation = state.permutation
+        if permutation is None:
+            if state.position:
+                problems.append(f"position {state.position} in an epoch without a permutation")
+        elif (permutation.ndim != 1 or permutation.dtype.kind not in "iu"
+              or not np.array_equal(np.sort(permutation), np.arange(len(permutation)))):
+            problems.append("the saved permutation is not a permutation")
+        elif state.position > math.ceil(len(permutation) / config.batch_size):
+            problems.append(f"position {state.position} beyond the epoch's "
+                            f"{math.ceil(len(permutation) / config.batch_size)} batches")
+    finite = [isinstance(value, (int, float)) and math.isfinite(value) for value in (state.loss_sum, state.seconds)]
+    if not all(finite) or state.seconds < 0:
+        problems.append(f"loss_sum {state.loss_sum!r} or seconds {state.seconds!r} is not a finite number")
+    if problems:
+        raise CheckpointError("is inconsistent: " + "; ".join(problems))
+
+
+def data_checksum(data: MnistSplit) -> str:
+    """SHA-256 of the training and held-out digits and labels, as stored in float32 and uint8."""
+    digest = hashlib.sha256()
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 def _with_prefix(archive, prefix: str) -> dict:
     return {name[len(prefix):]: archive[name] for name in archive.files if name.startswith(prefix)}
-
-
-# --------------------------------------------------------------------------------------- progress
-class Progress:
-    """Progress on ``stream``: a live line redrawn at most ten times a second on a terminal, and
-    one permanent line per event (an epoch) everywhere."""
-
-    def __init__(self, stream=None):
-        self.stream = stream if stream is not None else sys.stdout
-        self.live = self.stream.isatty()
-        self.last_draw = 0.0
-
-    def update(self, text) -> None:
-        """Redraw the live line with ``text()`` (only on a terminal, and only when it is due)."""
-        now = time.monotonic()
-        if self.live and now - self.last_draw >= 0.1:
-            self.stream.write("\r\033[K" + text())
-            self.stream.flush()
-            self.last_draw = now
-
-    def line(self, text: str) -> None:
-        """Print a permanent line, replacing the live one."""
-        self.stream.write(("\r\033[K" if self.live else "") + text + "\n")
-        self.stream.flush()
-
-    def end(self) -> None:
-        """Erase the live line, so that what follows starts on a clean line."""
-        if self.live:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-
-def _bar(done: int, total: int, width: int = 30) -> str:
-    filled = width * done // max(total, 1)
-    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -254,33 +311,49 @@ def write_figures(out: Path, model: VAE, targets: np.ndarray, history: list, see
     from the prior), loss.png (both losses per epoch) and, for 2 latent dimensions, manifold.png."""
     originals = targets[:16]
     columns = 8 if len(originals) % 8 == 0 else len(originals)
-    write_png(out / "reconstructions.png", reconstruction_grid(originals, model.reconstruct(originals), columns))
-    write_png(out / "samples.png", digit_grid(model.sample(64, generator(seed, "figures"))))
+    write_png(out / FIGURES[0], reconstruction_grid(originals, model.reconstruct(originals), columns))
+    write_png(out / FIGURES[1], digit_grid(model.sample(64, generator(seed, "figures"))))
     epochs = [m["epoch"] for m in history]
-    write_png(out / "loss.png", loss_plot({"train": (epochs, [m["train_neg_elbo"] for m in history]),
+    write_png(out / FIGURES[2], loss_plot({"train": (epochs, [m["train_neg_elbo"] for m in history]),
                                            "test": (epochs, [m["test_neg_elbo"] for m in history])}))
     if model.latent_dim == 2:
         with no_grad():
-            write_png(out / "manifold.png", manifold_grid(lambda z: model.decode(z).sigmoid().data))
+            write_png(out / MANIFOLD, manifold_grid(lambda z: model.decode(z).sigmoid().data))
+
+
+def figure_names(latent_dim: int) -> tuple:
+    """The figures a run with ``latent_dim`` latent dimensions writes."""
+    return FIGURES + ((MANIFOLD,) if latent_dim == 2 else ())
+
+
+def figure_problems(out: Path, latent_dim: int) -> dict:
+    """{name: why it is not a complete PNG} for the run's figures in ``out`` that are missing or broken."""
+    return {name: problem for name in figure_names(latent_dim) if (problem := png_problem(out / name))}
 
 
 # --------------------------------------------------------------------------------------- training
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _DeferredInterrupt:
-    """Within the block, Ctrl-C (SIGINT) only sets ``requested``: the loop stops at its next
-    consistent point. Signal handlers belong to the main thread; elsewhere this does nothing."""
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM (``kill``, schedulers, containers) only set
+    ``requested`` and ``signal``: the loop stops at its next consistent point. Signal handlers
+    belong to the main thread; elsewhere this does nothing."""
 
     def __enter__(self):
-        self.requested, self.previous = False, None
+        self.requested, self.signal, self.previous = False, None, {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._request)
+            for number in STOP_SIGNALS:
+                self.previous[number] = signal.signal(number, self._request)
         return self
 
     def _request(self, signum, frame):
         self.requested = True
+        self.signal = self.signal or signal.Signals(signum).name
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
         return False
 
 
@@ -293,6 +366,7 @@ class TrainResult:
     epoch: int
     step: int
     history: list
+    signal: str | None = None   # "SIGINT" or "SIGTERM" for a run stopped by a signal
 
 
 def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | None = None, stream=None,
@@ -303,12 +377,40 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
     ``after_step(step)``, if given, is called after every completed step. Ctrl-C, or a
     KeyboardInterrupt raised by ``after_step``, stops the run at the end of the last completed
     step and saves a checkpoint from which ``resume`` continues exactly as if never stopped.
+    SIGTERM does the same (``TrainResult.signal`` says which signal stopped the run).
     A non-finite loss or gradient raises ``TrainingDiverged`` and leaves the last checkpoint as it is.
-    Resuming a run that has already trained ``config.epochs`` epochs only says so.
+    Resuming a run that has already trained ``config.epochs`` epochs only says so, after writing
+    again any of its figures that is missing or broken.
+
+    The run holds ``out`` (``RunLock``): another live process in it raises ``RunLockedError``.
+    A resume may read the data from another ``config.data_dir`` if it has the run's SHA-256;
+    the checkpoint is checked for consistency first (``CheckpointError``). ``out`` being an
+    existing file raises ``FileExistsError``.
     """
     out = Path(out)
     checkpoint_path = out / CHECKPOINT
-    progress = Progress(stream)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"train: {out} is an existing file, not a directory; --out names the run's "
+                              f"folder: choose a folder path")
+    if not resume:
+        if out.is_dir():
+            with RunLock(out):  # a live holder is named first; a finished or stopped run is refused next
+                _refuse_existing_run(out)
+        data = data if data is not None else load_mnist(config.data_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise type(err)(err.errno, f"train: cannot create the run folder {out} ({err.strerror})") from None
+    elif not out.is_dir():
+        load_checkpoint(checkpoint_path)  # reports the missing checkpoint
+    with RunLock(out), _DeferredInterrupt() as interrupt:
+        remove_stale_temporaries(out, (CHECKPOINT, METRICS, *FIGURES, MANIFOLD))
+        return _train_in(config, out, resume, data, Progress(stream), after_step, interrupt)
+
+
+def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_step, interrupt) -> TrainResult:
+    """``train`` in the run folder ``out``, which this process holds."""
+    checkpoint_path = out / CHECKPOINT
     if resume:
         run = load_checkpoint(checkpoint_path)
         _check_same_run(run.config, config, checkpoint_path)
@@ -316,47 +418,76 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
         if state.epoch > config.epochs:
             raise CheckpointError(f"train: {checkpoint_path} has trained {state.epoch} epochs already, "
                                   f"more than the {config.epochs} asked for")
-        if state.epoch == config.epochs:
+        complete = state.epoch == config.epochs
+        broken = figure_problems(out, model.latent_dim) if complete else {}
+        if complete and not broken:
             progress.line(f"{out} is already complete: {state.epoch} of {config.epochs} epochs trained; "
                           f"raise --epochs to train further")
             return TrainResult("completed", out, state.epoch, state.step, state.history)
-    elif checkpoint_path.exists():
-        raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
-                              f"or choose another --out")
-    data = data if data is not None else load_mnist(config.data_dir)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
+        data = data if data is not None else load_mnist(config.data_dir)
+        _check_same_data(data, state, run.config, config, checkpoint_path)
+        if state.permutation is not None and len(state.permutation) != len(data.train_images):
+            raise CheckpointError(f"train: {checkpoint_path} was trained on {len(state.permutation)} digits, "
+                                  f"the data has {len(data.train_images)}")
+        if complete:
+            write_figures(out, model, held_out_targets(data, config), state.history, config.seed)
+            progress.line(f"{out} is already complete ({state.epoch} of {config.epochs} epochs); rewrote its "
+                          f"figures: " + "; ".join(f"{name} {why}" for name, why in broken.items()))
+            return TrainResult("completed", out, state.epoch, state.step, state.history)
+    else:
+        _refuse_existing_run(out)  # one may have been written meanwhile, by a run that held the folder before
         rng = generator(config.seed, "training")
         model = VAE(data.train_images.shape[1], config.hidden, config.latent_dim, rng=rng)
         optimizer = Adam(model.parameters(), lr=config.lr)
-        state = RunState()
-    elif state.permutation is not None and len(state.permutation) != len(data.train_images):
-        raise CheckpointError(f"train: {checkpoint_path} was trained on {len(state.permutation)} digits, "
-                              f"the data has {len(data.train_images)}")
+        state = RunState(data_sha256=data_checksum(data))
     targets = held_out_targets(data, config)
     progress.line(f"{'resuming' if resume else 'training'} {out} at epoch {state.epoch + 1} of {config.epochs}: "
                   f"{len(data.train_images)} training and {len(targets)} held-out digits, {data.source}")
-    with _DeferredInterrupt() as interrupt:
-        try:
-            while state.epoch < config.epochs:
-                _train_epoch(config, data.train_images, model, optimizer, rng, state, progress, interrupt,
-                             after_step)
-                _finish_epoch(config, out, model, optimizer, rng, state, targets, progress)
-                if interrupt.requested and state.epoch < config.epochs:
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            save_checkpoint(checkpoint_path, config, model, optimizer, rng, state)
-            return TrainResult("interrupted", out, state.epoch, state.step, state.history)
-        except TrainingDiverged as err:
-            raise TrainingDiverged(f"{err}; training stopped, {_last_saved(checkpoint_path)}") from None
-        finally:
-            progress.end()
+    if kernels_need_compiling():
+        progress.line(COMPILE_NOTE)
+    try:
+        while state.epoch < config.epochs:
+            if interrupt.requested:
+                raise KeyboardInterrupt
+            _train_epoch(config, data.train_images, model, optimizer, rng, state, progress, interrupt, after_step)
+            _finish_epoch(config, out, model, optimizer, rng, state, targets, progress)
+            if interrupt.requested and state.epoch < config.epochs:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        save_checkpoint(checkpoint_path, config, model, optimizer, rng, state)
+        return TrainResult("interrupted", out, state.epoch, state.step, state.history, interrupt.signal)
+    except TrainingDiverged as err:
+        raise TrainingDiverged(f"{err}; training stopped, {_last_saved(checkpoint_path)}") from None
+    finally:
+        progress.end()
     return TrainResult("completed", out, state.epoch, state.step, state.history)
+
+
+def _refuse_existing_run(out: Path) -> None:
+    if (out / CHECKPOINT).exists():
+        raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
+                              f"or choose another --out")
+
+
+def _check_same_data(data: MnistSplit, state: RunState, saved: TrainConfig, asked: TrainConfig, path: Path) -> None:
+    """The run continues on the digits it started on: the same checksum, wherever they are now."""
+    found = data_checksum(data)
+    if state.data_sha256 is None:  # a checkpoint of an earlier version: the folder must be the same
+        if saved.data_dir != asked.data_dir:
+            raise CheckpointError(f"train: {path} does not record its data's checksum, so it can only be resumed "
+                                  f"on its own data directory {saved.data_dir or '(the embedded digits)'}")
+        state.data_sha256 = found
+    elif found != state.data_sha256:
+        where = asked.data_dir or "the embedded digits"
+        raise CheckpointError(f"train: the data in {where} is not the data {path} was trained on (SHA-256 "
+                              f"{found[:12]}..., the run's {state.data_sha256[:12]}...); resume with the "
+                              f"run's data: --data-dir DIR")
 
 
 def _check_same_run(saved: TrainConfig, asked: TrainConfig, path: Path) -> None:
     differences = [f"{name}={getattr(asked, name)!r} (the checkpoint has {getattr(saved, name)!r})"
-                   for name in saved.to_json() if name != "epochs" and getattr(saved, name) != getattr(asked, name)]
+                   for name in saved.to_json()
+                   if name not in ("epochs", "data_dir") and getattr(saved, name) != getattr(asked, name)]
     if differences:
         raise CheckpointError(f"train: resuming {path} with different settings: {', '.join(differences)}")
 
@@ -400,7 +531,8 @@ def _step(model, optimizer, parameters, x, rng, config, state: RunState) -> floa
         if parameter.grad is not None and not np.isfinite(parameter.grad).all():
             raise TrainingDiverged(_divergence(f"the gradient of {name} has non-finite values (loss {value:.4g})",
                                                state))
-    optimizer.step()
+    with np.errstate(over="ignore", invalid="ignore"):  # a step too large overflows; the next loss reports it
+        optimizer.step()
     return value
 
 
@@ -442,13 +574,17 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
     The held-out digits are those of the run (its data directory unless ``data_dir`` is given, its
     binarization); the negative ELBO uses the run's evaluation generator, as during training, and
     the importance sampling a generator seeded with ``seed``. Digits go through the model a few at
-    a time and the samples in chunks, so memory stays bounded.
+    a time and the samples in chunks, so memory stays bounded; progress goes to ``stream``.
+    A checkpoint that is unreadable or inconsistent (non-finite weights, ...) raises ``CheckpointError``.
     """
     run = load_checkpoint(path)
     data = load_mnist(data_dir if data_dir is not None else run.config.data_dir)
     targets = held_out_targets(data, run.config)
+    progress = Progress(stream)
+    if kernels_need_compiling():
+        progress.line(COMPILE_NOTE)
     negative_elbo = held_out_negative_elbo(run.model, targets, run.config)
-    rng, progress = np.random.default_rng(seed), Progress(stream)
+    rng = np.random.default_rng(seed)
     chunk = min(iw_samples, IW_CHUNK)
     digits_per_call = max(1, IW_SAMPLES_PER_CALL // chunk)
     log_likelihoods = []
@@ -457,7 +593,8 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
             batch = targets[start:start + digits_per_call]
             log_likelihoods.append(run.model.importance_weighted_log_likelihood(batch, rng, k=iw_samples,
                                                                                 chunk=chunk))
-            progress.update(lambda: f"importance sampling {_bar(start + len(batch), len(targets))}")
+            progress.update(lambda: f"importance sampling {_bar(start + len(batch), len(targets))} digits, "
+                                    f"k={iw_samples}")
     finally:
         progress.end()
     negative_log_likelihood = -float(np.concatenate(log_likelihoods).mean())
@@ -467,6 +604,10 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
 
 
 def sample_checkpoint(path, n: int = 64, out="samples.png", seed: int = 0) -> Path:
-    """Write a grid of ``n`` digits decoded from z ~ N(0, I) by the model at ``path``."""
+    """Write a grid of ``n`` digits decoded from z ~ N(0, I) by the model at ``path`` (atomically).
+
+    ``out`` being the checkpoint itself raises ``ValueError``.
+    """
+    refuse_overwriting_input(out, [path], "sample")
     model = load_checkpoint(path).model
     return write_png(out, digit_grid(model.sample(n, np.random.default_rng(seed)), columns=math.ceil(math.sqrt(n))))

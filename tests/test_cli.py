@@ -120,6 +120,43 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_p
     assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
 
 
+def test_sigterm_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
+    adam_step = Adam.step
+
+    def step_with_sigterm(self):
+        if self.steps[0] == 12:
+            signal.raise_signal(signal.SIGTERM)
+        adam_step(self)
+
+    monkeypatch.setattr(Adam, "step", step_with_sigterm)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 143
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("minivae: terminated (SIGTERM) after step 13") and "checkpoint saved" in error
+    monkeypatch.setattr(Adam, "step", adam_step)
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert metrics(out) == metrics(trained)
+    assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
+
+
+def test_sigterm_ends_other_commands_with_143_and_one_line(trained, monkeypatch, capsys):
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "evaluate_checkpoint", terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert main(["evaluate", str(trained / "checkpoint.npz")]) == 143
+    assert capsys.readouterr().err == "minivae: terminated (SIGTERM)\n"
+    assert signal.getsignal(signal.SIGTERM) is handler  # main leaves the process's handler as it was
+
+
+def test_runs_without_out_in_the_same_second_get_folders_of_their_own(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.time, "strftime", lambda pattern: "20261130-050000")
+    for _ in range(2):
+        assert main(["train", *TINY, "--epochs", "1", "--data-dir", str(mnist_dir)]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["20261130-050000", "20261130-050000-2"]
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -134,6 +171,9 @@ def broken_files(tmp_path):
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 cut short")
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')
     (tmp_path / "run" / "checkpoint.npz").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    write_idx(tmp_path / "empty" / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), np.uint8))
+    write_idx(tmp_path / "empty" / "t10k-labels-idx1-ubyte.gz", np.zeros(0, np.uint8))
     return tmp_path
 
 
@@ -159,6 +199,10 @@ def broken_files(tmp_path):
     (["download", "mnist", "--dir", "{tmp}/d", "--url", "notaurl"], 1, "'notaurl' is not an http, https or file URL"),
     (["download", "mnist", "--dir", "{tmp}/d", "--url", "http://127.0.0.1:{port}/"], 1, "--data-dir"),
     (["download", "imagenet"], 2, "invalid choice"),
+    (["download", "mnist", "--dir", "{tmp}/d", "--url", ""], 1, "the mirror URL is empty"),
+    (["train", "--out", "{tmp}/metrics.jsonl"], 1, "metrics.jsonl is an existing file, not a directory"),
+    (["train", "--data-dir", "{tmp}/empty"], 1, "t10k-images-idx3-ubyte.gz holds no digits"),
+    (["sample", "{tmp}/run/checkpoint.npz", "--out", "{tmp}/run/checkpoint.npz"], 1, "is the input"),
 ])
 def test_errors_are_one_line_on_stderr(broken_files, capsys, argv, status, message):
     argv = [a.format(tmp=broken_files, port=closed_port()) for a in argv]

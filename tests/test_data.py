@@ -4,9 +4,11 @@ import gzip
 import hashlib
 import http.server
 import os
+import re
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +235,117 @@ def test_a_mirror_url_that_is_not_http_https_or_file_is_refused_before_any_work(
     with pytest.raises(ValueError, match=f"download_mnist: the mirror URL '{url}' is not an http, https or file URL"):
         download_mnist(tmp_path / "dest", url, TEST_FILES)
     assert not (tmp_path / "dest").exists()
+
+
+# --------------------------------------------------------------------------------------- slow and silent servers
+@pytest.fixture
+def raw_server():
+    """A TCP server on 127.0.0.1 whose ``behaviour(connection)`` runs in a thread per connection."""
+    servers = []
+
+    def start(behaviour):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        stop = threading.Event()
+
+        def serve():
+            listener.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=behaviour, args=(connection, stop), daemon=True).start()
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        servers.append((listener, stop, thread))
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    yield start
+    for listener, stop, thread in servers:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_a_server_that_trickles_bytes_is_a_stalled_transfer(tmp_path, raw_server):
+    def trickle(connection, stop):  # a valid header, then one byte every 0.3 s: no socket timeout ever fires
+        with connection:
+            connection.recv(4096)
+            connection.sendall(f"HTTP/1.0 200 OK\r\nContent-Length: {TEST_LABELS.size}\r\n\r\n".encode())
+            while not stop.wait(0.3):
+                try:
+                    connection.sendall(b"x")
+                except OSError:
+                    return
+    url = raw_server(trickle)
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"t10k-labels-idx1-ubyte.gz stalled: \d+ bytes in the last 1 s"):
+        download_mnist(tmp_path / "dest", url, [TEST_LABELS], timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert os.listdir(tmp_path / "dest") == []
+
+
+def test_a_server_that_never_answers_is_reported_within_the_timeout(tmp_path, raw_server):
+    def silent(connection, stop):
+        with connection:
+            stop.wait(30)
+    url = raw_server(silent)
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="cannot fetch .*timed out"):
+        download_mnist(tmp_path / "dest", url, [TEST_LABELS], timeout=1.0)
+    assert time.monotonic() - started < 5
+
+
+def test_the_default_download_timeout_is_seconds_not_a_minute():
+    assert data.DOWNLOAD_TIMEOUT <= 15
+
+
+def test_an_empty_mirror_url_is_an_error_not_the_default_mirror(tmp_path):
+    for url in ("", "  "):
+        with pytest.raises(ValueError, match="download_mnist: the mirror URL is empty"):
+            download_mnist(tmp_path / "dest", url, TEST_FILES)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_download_progress_gives_bytes_and_rate(tmp_path, mirror):
+    lines = []
+    download_mnist(tmp_path / "dest", mirror.as_uri(), TEST_FILES, progress=lambda text: lines.append(text()))
+    assert lines and re.fullmatch(r"t10k-images-idx3-ubyte.gz: [\d,]+ of 1,648,877 bytes, \d+\.\d\d MB/s", lines[0])
+    assert lines[-1].startswith("t10k-labels-idx1-ubyte.gz: 4,542 of 4,542 bytes, ")
+
+
+# --------------------------------------------------------------------------------------- headers
+def test_an_idx_header_whose_sizes_overflow_int64_reports_the_exact_byte_count(tmp_path):
+    path = tmp_path / "huge-idx3-ubyte"
+    biggest = 2 ** 32 - 1
+    path.write_bytes(struct.pack(">4I", data.IMAGES_MAGIC, biggest, biggest, biggest) + bytes(10))
+    with pytest.raises(DataError, match=f"is truncated: the header .* needs {16 + biggest ** 3} bytes, "
+                                        f"the file holds 26"):
+        data.read_idx(path, data.IMAGES_MAGIC)
+
+
+@pytest.mark.parametrize("empty", ["images", "labels"])
+def test_an_idx_file_of_zero_digits_is_named_with_what_to_do(tmp_path, empty):
+    paths = {"images": tmp_path / "images.gz", "labels": tmp_path / "labels.gz"}
+    write_idx(paths["images"], np.zeros((0 if empty == "images" else 3, 28, 28), np.uint8))
+    write_idx(paths["labels"], np.zeros(0 if empty == "labels" else 3, np.uint8))
+    with pytest.raises(DataError, match=f"read_idx_pair: {paths[empty]} holds no digits \\(its IDX header gives a "
+                                        f"count of 0\\); replace it with a complete MNIST file"):
+        read_idx_pair(paths["images"], paths["labels"])
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+    from minivae.files import DiskFullError
+    target = tmp_path / "file"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError) as raised, atomic_write(target) as file:
+        file.write(b"new")
+    assert str(raised.value) == (f"no space left on the device to write {target} (No space left on device); "
+                                 f"nothing was replaced: free some space, then run the command again")
+    assert raised.value.errno == errno.ENOSPC and target.read_bytes() == b"old" and os.listdir(tmp_path) == ["file"]

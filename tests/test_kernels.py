@@ -137,3 +137,17 @@ def test_adam_update_errors_name_the_function_and_the_arrays():
         kernels.adam_update(f32, f64, f32.copy(), f32.copy(), 1, 1e-3, 0.9, 0.999, 1e-8)
     with pytest.raises(ValueError, match="adam_update: step counts from 1, got 0"):
         kernels.adam_update(f64, f64.copy(), f64.copy(), f64.copy(), 0, 1e-3, 0.9, 0.999, 1e-8)
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_adam_second_moment_of_a_huge_finite_gradient_stays_finite_in_float32(backend):
+    # g = 1e20: g² = 1e40 overflows float32, (1 - β₂)·g² = 1e37 does not; PyTorch's update stays finite too
+    param, grad = np.array([1.0, -1.0, 0.5], np.float32), np.array([1e20, -3e20, 1.0], np.float32)
+    m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    with kernels.use(backend):
+        kernels.adam_update(param, grad, m, v, 1, 0.1, 0.9, 0.999, 1e-8)
+        assert np.isfinite(v).all() and np.isfinite(param).all()
+        np.testing.assert_allclose(v, 0.001 * grad.astype(np.float64) ** 2, rtol=2e-5)  # 1 - β₂ in float32
+        np.testing.assert_allclose(param, [0.9, -0.9, 0.4], rtol=1e-5)  # the first step has size lr
+        kernels.adam_update(param, np.zeros(3, np.float32), m, v, 2, 0.1, 0.9, 0.999, 1e-8)
+    assert np.isfinite(param).all() and (param != [0.9, -0.9, 0.4]).all()  # not frozen: it keeps moving

@@ -280,3 +280,132 @@ def test_sample_checkpoint_writes_a_grid(tmp_path, digits):
 def test_train_config_rejects_bad_settings(bad, message):
     with pytest.raises(ValueError, match=f"TrainConfig: {message}"):
         TrainConfig(**bad)
+
+
+# --------------------------------------------------------------------------------------- run folders and inputs
+def test_sample_refuses_to_overwrite_its_checkpoint(tmp_path, digits):
+    run(TINY, tmp_path, digits)
+    checkpoint = tmp_path / "checkpoint.npz"
+    before = checkpoint.read_bytes()
+    for spelling in (checkpoint, tmp_path / "." / "checkpoint.npz"):
+        with pytest.raises(ValueError, match="is the input .*choose another output path"):
+            training.sample_checkpoint(spelling, out=spelling)
+    assert checkpoint.read_bytes() == before
+    load_checkpoint(checkpoint)
+
+
+def test_an_existing_file_as_the_run_folder_is_named(tmp_path, digits):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    with pytest.raises(FileExistsError, match=f"{file} is an existing file, not a directory"):
+        run(TINY, file, digits)
+    assert file.read_text() == "mine"
+
+
+def test_a_fresh_run_removes_stale_temporaries_and_leaves_other_files(tmp_path, digits):
+    stale = [tmp_path / ".checkpoint.npz.abc123.part", tmp_path / ".samples.png.x.part"]
+    for path in stale:
+        path.write_bytes(b"cut short")
+    (tmp_path / "mine.part").write_bytes(b"not minivae's")
+    run(TINY, tmp_path, digits)
+    assert not any(path.exists() for path in stale) and (tmp_path / "mine.part").exists()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_run_folder_held_by_a_live_process_is_refused(tmp_path, digits):
+    from minivae.runlock import RunLock, RunLockedError
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=f"{tmp_path} is in use by process {os.getpid()}"):
+            run(TINY, tmp_path, digits)
+    assert not (tmp_path / "checkpoint.npz").exists()
+    run(TINY, tmp_path, digits)
+
+
+def test_new_run_folders_never_clash(tmp_path):
+    from minivae.runlock import new_run_folder
+    folders = [new_run_folder(tmp_path / "runs", "20261130-050000") for _ in range(3)]
+    assert [f.name for f in folders] == ["20261130-050000", "20261130-050000-2", "20261130-050000-3"]
+    assert all(f.is_dir() for f in folders)
+
+
+# --------------------------------------------------------------------------------------- checkpoint consistency
+def rewrite_checkpoint(path, meta=lambda m: None, arrays=lambda a: None):
+    """Change a saved checkpoint's meta dict and arrays in place, as a crafted or damaged file would."""
+    with np.load(path) as archive:
+        content = {name: archive[name] for name in archive.files}
+    saved = json.loads(content["meta"].item())
+    meta(saved)
+    arrays(content)
+    content["meta"] = np.array(json.dumps(saved))
+    np.savez(path, **content)
+
+
+def set_array(name, value):
+    def change(arrays):
+        arrays[name] = np.full_like(arrays[name], value)
+    return change
+
+
+@pytest.mark.parametrize("meta, arrays, message", [
+    (lambda m: None, set_array("optimizer/lr", 0.5), "the optimizer's lr is 0.5, the run's is 0.001"),
+    (lambda m: None, set_array("optimizer/beta2", 0.9), "the optimizer's beta2 is 0.9, the run's is 0.999"),
+    (lambda m: None, set_array("model/decoder.0.weight", np.nan), "parameter decoder.0.weight has non-finite values"),
+    (lambda m: None, set_array("optimizer/v.3", -1.0), "the optimizer's v.3 has non-finite or negative values"),
+    (lambda m: None, set_array("optimizer/step", 99), "the optimizer counts [99] steps, the run 13"),
+    (lambda m: m.update(step=10 ** 6), lambda a: None, "step 1000000 and position 3 disagree"),
+    (lambda m: m.update(epoch=5), lambda a: None, "epoch 5 but 1 epochs of metrics"),
+    (lambda m: m.update(epoch=-1), lambda a: None, "epoch -1 but 1 epochs of metrics"),
+    (lambda m: m["history"][0].update(test_neg_elbo="nan"), lambda a: None, "the metrics of epoch 1 are malformed"),
+    (lambda m: m["history"][0].pop("step"), lambda a: None, "the metrics of epoch 1 are malformed"),
+    (lambda m: m.update(history={"epoch": 1}), lambda a: None, "the metrics history is not a list of records"),
+    (lambda m: m.update(position=50, step=60), lambda a: None, "position 50 beyond the epoch's 10 batches"),
+    (lambda m: None, lambda a: a.update(permutation=np.zeros(300, np.int64)), "the saved permutation is not a permutation"),
+    (lambda m: m.update(loss_sum=float("inf")), lambda a: None, "loss_sum inf or seconds"),
+])
+def test_a_resume_checks_the_checkpoint_is_consistent_before_training(tmp_path, digits, meta, arrays, message):
+    run(TINY, tmp_path, digits, after_step=interrupt_after(13))  # epoch 2, batch 3
+    checkpoint = tmp_path / "checkpoint.npz"
+    rewrite_checkpoint(checkpoint, meta, arrays)
+    with pytest.raises(CheckpointError, match=f"load_checkpoint: .*checkpoint.npz is inconsistent: .*{re.escape(message)}"):
+        run(TINY, tmp_path, digits, resume=True)
+    with pytest.raises(CheckpointError, match="is inconsistent"):
+        training.evaluate_checkpoint(checkpoint, iw_samples=2)
+
+
+def test_the_unchanged_checkpoint_passes_the_consistency_check(tmp_path, digits):
+    run(TINY, tmp_path, digits, after_step=interrupt_after(13))
+    rewrite_checkpoint(tmp_path / "checkpoint.npz")
+    assert run(TINY, tmp_path, digits, resume=True).status == "completed"
+
+
+def test_a_run_resumes_on_its_data_moved_elsewhere_and_refuses_other_data(tmp_path, digits):
+    from minivae.data import save_mnist
+    first = save_mnist(digits, tmp_path / "data")
+    config = TrainConfig(**{**TINY.to_json(), "data_dir": str(first)})
+    reference = tmp_path / "reference"
+    train(config, reference, stream=open(os.devnull, "w"))
+    out = tmp_path / "run"
+    train(config, out, stream=open(os.devnull, "w"), after_step=interrupt_after(13))
+    moved = first.rename(tmp_path / "moved")
+    changed = save_mnist(MnistSplit(digits.train_images[::-1].copy(), *[getattr(digits, k) for k in
+                                    ("train_labels", "test_images", "test_labels")], "other"), tmp_path / "other")
+    with pytest.raises(CheckpointError, match=f"the data in {changed} is not the data .* was trained on"):
+        train(TrainConfig(**{**TINY.to_json(), "data_dir": str(changed)}), out, resume=True, stream=open(os.devnull, "w"))
+    result = train(TrainConfig(**{**TINY.to_json(), "data_dir": str(moved)}), out, resume=True,
+                   stream=open(os.devnull, "w"))
+    assert result.status == "completed" and read_checkpoint_config(out / "checkpoint.npz").data_dir == str(moved)
+    assert without_timing(load_checkpoint(out / "checkpoint.npz").state.history) == \
+        without_timing(load_checkpoint(reference / "checkpoint.npz").state.history)
+
+
+def test_a_resume_on_the_command_line_takes_a_new_data_dir(tmp_path, digits, capsys):
+    from minivae.cli import main
+    from minivae.data import save_mnist
+    first = save_mnist(digits, tmp_path / "data")
+    out = tmp_path / "run"
+    train(TrainConfig(**{**TINY.to_json(), "data_dir": str(first)}), out, stream=open(os.devnull, "w"),
+          after_step=interrupt_after(13))
+    moved = first.rename(tmp_path / "moved")
+    assert main(["train", "--out", str(out), "--resume"]) == 1
+    assert "data directory" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--data-dir", str(moved)]) == 0

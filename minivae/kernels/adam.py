@@ -2,12 +2,15 @@
 
     g ← ∇ + λ·θ                          (L2 weight decay λ, when non-zero)
     m ← β₁ m + (1 - β₁) g
-    v ← β₂ v + (1 - β₂) g²
+    v ← β₂ v + ((1 - β₂) g) g
     θ ← θ - α_t · m / (√v + ε̂),   α_t = lr·√(1 - β₂ᵗ) / (1 - β₁ᵗ),   ε̂ = ε·√(1 - β₂ᵗ)
 
 This is θ - lr·m̂/(√v̂ + ε) with the bias-corrected moments m̂ = m/(1 - β₁ᵗ), v̂ = v/(1 - β₂ᵗ)
 (multiply numerator and denominator by √(1 - β₂ᵗ)), in the order the paper's section 2 suggests:
 the corrections fold into two scalars, leaving one square root and one division per element.
+The second moment multiplies (1 - β₂)·g by g rather than (1 - β₂) by g²: g² overflows float32
+for |g| > 1.8e19, where (1 - β₂)·g² itself is representable up to |g| ≈ 5.8e20, and an infinite
+v would freeze the parameter for good.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ def _adam_step_numpy(param, grad, m, v, beta1, beta2, step_size, eps_hat, weight
     m *= beta1
     m += (1 - beta1) * grad
     v *= beta2
-    v += (1 - beta2) * (grad * grad)
+    v += ((1 - beta2) * grad) * grad  # not (grad * grad): that overflows first
     param -= step_size * (m / (np.sqrt(v) + eps_hat))
 
 
@@ -38,7 +41,7 @@ def adam_step(param, grad, m, v, beta1, beta2, step_size, eps_hat, weight_decay)
         if weight_decay:
             g = g + weight_decay * param[i]
         mi = beta1 * m[i] + (one - beta1) * g
-        vi = beta2 * v[i] + (one - beta2) * (g * g)
+        vi = beta2 * v[i] + ((one - beta2) * g) * g  # not g * g: that overflows first
         m[i] = mi
         v[i] = vi
         param[i] -= step_size * (mi / (math.sqrt(vi) + eps_hat))
