@@ -5,17 +5,56 @@ velocity), and saves them with its hyper-parameters in a flat ``dict[str, np.nda
 ``"step"`` (one count per parameter), one 0-d array per hyper-parameter, and ``"<buffer>.<i>"``
 for parameter ``i``, so the dict can be written to an ``.npz`` file as it is.
 
-The per-parameter updates, ``adam_update`` (a compiled kernel of ``minivae.kernels``) and
-``sgd_update``, are plain functions of ndarrays that work in place and keep every dtype.
+The per-parameter updates, ``adam_update`` and ``sgd_update``, are plain functions of ndarrays
+that work in place and keep every dtype. ``adam_update`` is written in the textbook form of Kingma
+& Ba, Algorithm 1 — its reference — and runs a compiled kernel beneath it
+(``minivae.kernels.adam``: one pass over the arrays) while the "numba" backend is on.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
+
 from .engine import Tensor
-from .kernels import adam_update
+from .kernels import adam, backend
+
+
+def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay=0.0) -> None:
+    """Update ``param`` and its moments ``m``, ``v`` in place by Adam step number ``step`` (from 1).
+
+        g ← ∇ + λ·θ,   m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
+        θ ← θ − lr · m̂ / (√v̂ + ε),   m̂ = m / (1 − β₁ᵗ),   v̂ = v / (1 − β₂ᵗ)   (Kingma & Ba, Algorithm 1)
+
+    The four arrays share one shape and one float dtype; float32 is updated in float32
+    arithmetic. (1 − β₂)·g is multiplied by g, not (1 − β₂) by g², and √v̂ is taken as √v / √(1 − β₂ᵗ):
+    g² and v̂ overflow float32 for |g| > 1.8e19 where v does not, and an infinite v would freeze the
+    parameter for good. Raises ValueError for
+    arrays that differ in shape or dtype, or a step below 1.
+    """
+    if not (param.shape == grad.shape == m.shape == v.shape and param.dtype == grad.dtype == m.dtype == v.dtype):
+        described = ", ".join(f"{name} {a.shape} {a.dtype}" for name, a in zip(("param", "grad", "m", "v"),
+                                                                               (param, grad, m, v)))
+        raise ValueError(f"adam_update: param, grad, m and v need one shape and dtype, got {described}")
+    if param.dtype.kind != "f":
+        raise TypeError(f"adam_update: param must be floating-point, got dtype {param.dtype}")
+    if step < 1:
+        raise ValueError(f"adam_update: step counts from 1, got {step}")
+    if backend.active() == "numba" and all(a.flags.c_contiguous for a in (param, grad, m, v)):
+        scalars = adam.folded_scalars(param.dtype, step, lr, beta1, beta2, eps, weight_decay)
+        adam.adam_step(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), *scalars)
+        return
+    if weight_decay:
+        grad = grad + weight_decay * param
+    m *= beta1
+    m += (1 - beta1) * grad
+    v *= beta2
+    v += ((1 - beta2) * grad) * grad
+    m_hat = m / (1 - beta1 ** step)
+    sqrt_v_hat = np.sqrt(v) / math.sqrt(1 - beta2 ** step)  # √v̂ from √v: v̂ itself can overflow float32
+    param -= lr * m_hat / (sqrt_v_hat + eps)
 
 
 def sgd_update(param, grad, velocity, lr, momentum, weight_decay) -> None:

@@ -71,7 +71,7 @@ def kernels_need_compiling() -> bool:
     if kernels.active() != "numba":
         return False
     try:
-        return any(not kernel.numba._cache._cache_file._load_index() for kernel in kernels.KERNELS)
+        return any(not kernel._cache._cache_file._load_index() for kernel in kernels.COMPILED)
     except Exception:  # a Numba version without this cache layout: say nothing rather than guess
         return False
 

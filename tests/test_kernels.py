@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minivae import kernels
+from minivae import kernels, optim
 from minivae import testing as mvt
 
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -104,7 +104,7 @@ def test_adam_update_backends_agree(dtype, size, weight_decay, step, eps):
     for backend in ("numba", "numpy"):
         state = [a.copy() for a in (param, m, v)]
         with kernels.use(backend):
-            kernels.adam_update(state[0], grad, state[1], state[2], step, 1e-3, 0.9, 0.999, eps, weight_decay)
+            optim.adam_update(state[0], grad, state[1], state[2], step, 1e-3, 0.9, 0.999, eps, weight_decay)
         states[backend] = state
     g = np.abs(grad.astype(np.float64)) + weight_decay * np.abs(param)
     scales = [np.abs(param) + 1e-3 * (1 + np.abs(states["numpy"][1]) / eps),
@@ -116,7 +116,7 @@ def test_adam_update_backends_agree(dtype, size, weight_decay, step, eps):
 def test_adam_update_follows_algorithm_1_and_keeps_the_dtype():
     param, grad = np.array([1.0, -2.0], np.float32), np.array([0.5, -0.25], np.float32)
     m, v = np.zeros(2, np.float32), np.zeros(2, np.float32)
-    kernels.adam_update(param, grad, m, v, 1, 0.1, 0.9, 0.999, 1e-8)
+    optim.adam_update(param, grad, m, v, 1, 0.1, 0.9, 0.999, 1e-8)
     assert param.dtype == m.dtype == v.dtype == np.float32
     np.testing.assert_allclose(param, [0.9, -1.9], rtol=1e-6)  # the first step has size lr
     np.testing.assert_allclose(m, 0.1 * grad, rtol=1e-6)
@@ -125,8 +125,8 @@ def test_adam_update_follows_algorithm_1_and_keeps_the_dtype():
 def test_adam_update_accepts_non_contiguous_arrays_through_the_reference():
     param = np.arange(12, dtype=np.float64).reshape(3, 4).T
     expected = param.copy()
-    kernels.adam_update(expected, np.ones((4, 3)), np.zeros((4, 3)), np.zeros((4, 3)), 1, 0.5, 0.9, 0.999, 1e-8)
-    kernels.adam_update(param, np.ones((4, 3)), np.zeros((4, 3)), np.zeros((4, 3)), 1, 0.5, 0.9, 0.999, 1e-8)
+    optim.adam_update(expected, np.ones((4, 3)), np.zeros((4, 3)), np.zeros((4, 3)), 1, 0.5, 0.9, 0.999, 1e-8)
+    optim.adam_update(param, np.ones((4, 3)), np.zeros((4, 3)), np.zeros((4, 3)), 1, 0.5, 0.9, 0.999, 1e-8)
     np.testing.assert_allclose(param, expected)
 
 
@@ -134,9 +134,9 @@ def test_adam_update_errors_name_the_function_and_the_arrays():
     f32, f64 = np.zeros(3, np.float32), np.zeros(3)
     with pytest.raises(ValueError, match=r"adam_update: param, grad, m and v need one shape and dtype, got "
                                          r"param \(3,\) float32, grad \(3,\) float64"):
-        kernels.adam_update(f32, f64, f32.copy(), f32.copy(), 1, 1e-3, 0.9, 0.999, 1e-8)
+        optim.adam_update(f32, f64, f32.copy(), f32.copy(), 1, 1e-3, 0.9, 0.999, 1e-8)
     with pytest.raises(ValueError, match="adam_update: step counts from 1, got 0"):
-        kernels.adam_update(f64, f64.copy(), f64.copy(), f64.copy(), 0, 1e-3, 0.9, 0.999, 1e-8)
+        optim.adam_update(f64, f64.copy(), f64.copy(), f64.copy(), 0, 1e-3, 0.9, 0.999, 1e-8)
 
 
 @pytest.mark.parametrize("backend", kernels.BACKENDS)
@@ -145,9 +145,9 @@ def test_adam_second_moment_of_a_huge_finite_gradient_stays_finite_in_float32(ba
     param, grad = np.array([1.0, -1.0, 0.5], np.float32), np.array([1e20, -3e20, 1.0], np.float32)
     m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     with kernels.use(backend):
-        kernels.adam_update(param, grad, m, v, 1, 0.1, 0.9, 0.999, 1e-8)
+        optim.adam_update(param, grad, m, v, 1, 0.1, 0.9, 0.999, 1e-8)
         assert np.isfinite(v).all() and np.isfinite(param).all()
         np.testing.assert_allclose(v, 0.001 * grad.astype(np.float64) ** 2, rtol=2e-5)  # 1 - β₂ in float32
         np.testing.assert_allclose(param, [0.9, -0.9, 0.4], rtol=1e-5)  # the first step has size lr
-        kernels.adam_update(param, np.zeros(3, np.float32), m, v, 2, 0.1, 0.9, 0.999, 1e-8)
+        optim.adam_update(param, np.zeros(3, np.float32), m, v, 2, 0.1, 0.9, 0.999, 1e-8)
     assert np.isfinite(param).all() and (param != [0.9, -0.9, 0.4]).all()  # not frozen: it keeps moving

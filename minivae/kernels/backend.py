@@ -12,7 +12,6 @@ warning says so once.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import warnings
 
@@ -80,18 +79,3 @@ def jit(fastmath=False):
         return lambda function: function  # never called: the references run instead
     return numba.njit(cache=True, nogil=True, error_model="numpy",
                       fastmath=set(fastmath) if isinstance(fastmath, tuple) else fastmath)
-
-
-def kernel(reference):
-    """Decorator pairing a compiled kernel with a NumPy ``reference`` that runs on the reference backend.
-
-    For a kernel with no composition of engine primitives to stand for it (the optimizer's update).
-    """
-    def pair(fast):
-        @functools.wraps(getattr(fast, "py_func", fast))
-        def dispatch(*args):
-            return fast(*args) if _active == "numba" else reference(*args)
-        dispatch.numba = fast
-        dispatch.reference = dispatch.numpy = reference
-        return dispatch
-    return pair
