@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from .engine import Tensor
+from .gradcheck import in_float64
 
 __all__ = ["FLOAT_DTYPES", "float_dtypes", "shapes", "broadcastable_shapes", "matmul_shapes", "reduction_axes",
-           "float_arrays", "positive_arrays", "nonzero_arrays", "distinct_arrays", "separated_pairs", "tensors"]
+           "float_arrays", "positive_arrays", "nonzero_arrays", "distinct_arrays", "separated_pairs", "tensors", "in_float64"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
