@@ -36,7 +36,7 @@ from .engine import Tensor, no_grad
 FAST_ABOVE = 1024
 """With ``fast=None``, inputs of more elements than this get the fast check, smaller ones the exhaustive one."""
 
-LOCALISE_BLOCK = 64
+LOCALISE_BLOCK = 16
 """The fast check's bisection stops at blocks of at most this many elements, then checks each one."""
 
 
