@@ -329,8 +329,8 @@ def programs(ops=None, max_ops: int = 4, dtype=np.float64, max_dims: int = 3, ma
     Each call takes a value computed earlier (the most recent first, so that programs chain) or a
     fresh input, and its other arguments are earlier values of the right shape (a tensor used
     twice) or fresh inputs; every argument lies inside its op's domain, checked on the actual value,
-    and fresh inputs are drawn inside it. The program's output is its last value. Programs whose
-    values overflow are rejected. Hypothesis shrinks a failing program to fewer calls and simpler
+    and fresh inputs are drawn inside it. The program's output is its last value; the calls and
+    inputs it does not depend on are left out. Programs whose values overflow are rejected. Hypothesis shrinks a failing program to fewer calls and simpler
     inputs, and prints it as runnable Python (see ``Program``). Example::
 
         @given(mvt.programs())
@@ -358,19 +358,24 @@ def _programs(draw, ops, max_ops, dtype, max_dims, max_side):
         values[f"x{len(inputs) - 1}"] = array
         return f"x{len(inputs) - 1}"
 
-    def pick(domain, fits, first, fresh_shape):
-        """An earlier value that fits and lies in ``domain`` (most recent first), or a fresh input."""
+    def pick(domain, fits, first, fresh_shape, chain=False):
+        """An earlier value that fits and lies in ``domain``, or a fresh input; with ``chain``, the most
+        recent such value half of the time, so that calls feed on each other."""
         candidates = [name for name, a in reversed(values.items())
                       if a.size <= MAX_VALUE_SIZE and fits(a.shape) and domain.contains(a, first)]
-        choice = draw(st.integers(0, len(candidates)))
+        any_choice = st.integers(0, len(candidates))
+        choice = draw(st.one_of(st.just(0), any_choice) if chain and candidates else any_choice)
         return candidates[choice] if choice < len(candidates) else fresh(domain, draw(fresh_shape), first)
 
+    # The ops are drawn first: Hypothesis draws the later choices of a long example close to their
+    # simplest value far more often than the first ones, which would favour the pool's first op.
+    count = draw(st.integers(1, max_ops))
+    chosen = draw(st.lists(st.sampled_from(ops), min_size=count, max_size=count))
     with no_grad():
-        for k in range(draw(st.integers(1, max_ops))):
-            op = draw(st.sampled_from(ops))
+        for k, op in enumerate(chosen):
             shape_bounds = dict(min_dims=op.min_dims, max_dims=max(op.min_dims, op.max_dims if op.max_dims is not None
                                                                    else max_dims), max_side=max_side)
-            first = pick(op.domains[0], op.accepts, None, shapes(**shape_bounds))
+            first = pick(op.domains[0], op.accepts, None, shapes(**shape_bounds), chain=True)
             first_array = values[first]
             names = [first]
             for domain, shape in zip(op.domains[1:], draw(op.shapes(first_array.shape))):
@@ -381,7 +386,27 @@ def _programs(draw, ops, max_ops, dtype, max_dims, max_side):
             assume(out.size > 0 and np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1e6)
             steps.append(Step(f"t{k}", op, names, params))
             values[f"t{k}"] = out
-    return Program(inputs, steps)
+    return _live(inputs, steps)
+
+
+def _live(inputs: list, steps: list) -> Program:
+    """The program without the steps and inputs its output does not depend on, renumbered in order."""
+    needed = {steps[-1].out}
+    for step in reversed(steps):
+        if step.out in needed:
+            needed.update(step.args)
+    renamed = {}
+    kept_inputs = []
+    for i, array in enumerate(inputs):
+        if f"x{i}" in needed:
+            renamed[f"x{i}"] = f"x{len(kept_inputs)}"
+            kept_inputs.append(array)
+    kept_steps = []
+    for step in steps:
+        if step.out in needed:
+            renamed[step.out] = f"t{len(kept_steps)}"
+            kept_steps.append(Step(renamed[step.out], step.op, [renamed[name] for name in step.args], step.params))
+    return Program(kept_inputs, kept_steps)
 
 
 # ------------------------------------------------------------------------ the engine's ops as a pool

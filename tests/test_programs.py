@@ -79,8 +79,8 @@ def torch_functions(torch):
         return x[index]
 
     def bce(z, t, reduction):
-        return F.binary_cross_entropy_with_logits(z, t.expand(torch.broadcast_shapes(z.shape, t.shape)),
-                                                   reduction=reduction)
+        shape = torch.broadcast_shapes(z.shape, t.shape)  # minivae broadcasts both; torch wants one shape
+        return F.binary_cross_entropy_with_logits(z.expand(shape), t.expand(shape), reduction=reduction)
 
     def dense(x, w, b, relu):
         y = F.linear(x, w, b)
@@ -139,18 +139,18 @@ def test_values_and_gradients_agree_with_pytorch():
 
 
 # ------------------------------------------------------------------------ a wrong VJP is found and shrunk
-def softsign_with_wrong_vjp():
-    """softsign(x) = x / (1 + |x|), whose VJP forgets to square the denominator: g / (1 + |x|)."""
+def exp_twice_with_wrong_vjp():
+    """exp_twice(x) = exp(2x), whose VJP forgets the chain rule's factor 2: g·exp(2x)."""
     @mv.primitive
-    def softsign(x):
-        return x / (1 + np.abs(x))
-    softsign.defvjp(lambda g, ans, x: g / (1 + np.abs(x)))  # right: g / (1 + |x|)²
-    return softsign
+    def exp_twice(x):
+        return np.exp(2 * x)
+    exp_twice.defvjp(lambda g, ans, x: g * ans)  # right: 2·g·ans
+    return exp_twice
 
 
 def test_programs_and_gradcheck_find_a_wrong_vjp_and_shrink_it_to_a_short_runnable_program():
-    softsign = softsign_with_wrong_vjp()
-    pool = mvt.OPERATIONS + (mvt.Operation("softsign", softsign),)
+    exp_twice = exp_twice_with_wrong_vjp()
+    pool = mvt.OPERATIONS + (mvt.Operation("exp_twice", exp_twice, domains=(mvt.SMALL,)),)
 
     def fails(program):
         try:
@@ -163,9 +163,9 @@ def test_programs_and_gradcheck_find_a_wrong_vjp_and_shrink_it_to_a_short_runnab
                     settings=settings(max_examples=2000, derandomize=True, database=None,
                                       suppress_health_check=list(HealthCheck)))
     assert 1 <= len(smallest) <= 3
-    assert any(step.op.name == "softsign" for step in smallest.steps)
+    assert any(step.op.name == "exp_twice" for step in smallest.steps)
 
-    namespace = {"softsign": softsign}
+    namespace = {"exp_twice": exp_twice}
     exec(repr(smallest), namespace)  # the printed program runs, and shows the same fault
     with pytest.raises(mv.GradcheckError):
         mv.gradcheck(namespace["program"], *namespace["inputs"])
