@@ -80,7 +80,7 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
     if not leaves and not held:
         raise ValueError("gradcheck: no input requires grad; pass Tensors with requires_grad=True "
                          "or floating ndarrays")
-    with in_float64(params if _is_module(params) else [p for _, p in held]), _grads_kept([p for _, p in held]):
+    with in_float64(params if _is_module(params) else [p for _, p in held]), _kept([p for _, p in held]):
         for _, p in held:
             if not p.data.flags.writeable:  # the check perturbs in place; a copy keeps the original intact
                 p.data = p.data.copy()
@@ -294,14 +294,14 @@ def in_float64(*holders):
 
 
 @contextlib.contextmanager
-def _grads_kept(tensors):
-    """Leave each tensor's ``.grad`` as it was (the check runs its own backward passes)."""
-    kept = [(t, t.grad) for t in tensors]
+def _kept(tensors):
+    """Leave each tensor's array and ``.grad`` as they were (the check runs its own backward passes)."""
+    kept = [(t, t.data, t.grad) for t in tensors]
     try:
         yield
     finally:
-        for t, grad in kept:
-            t.grad = grad
+        for t, data, grad in kept:
+            t.data, t.grad = data, grad
 
 
 def _is_module(obj) -> bool:
@@ -318,8 +318,8 @@ def _named_params(params) -> list:
         params = [params]
     named = []
     for i, p in enumerate(params):
-        if not isinstance(p, Tensor) or p.op is not None or p.dtype.kind != "f":
-            raise TypeError(f"gradcheck: params must be a Module or floating leaf Tensors; item {i} is "
+        if not isinstance(p, Tensor) or p.op is not None or not p.requires_grad:
+            raise TypeError(f"gradcheck: params must be a Module or leaf Tensors that require grad; item {i} is "
                             f"{p!r}")
         named.append((f"parameter {i}" + (f" {p.name!r}" if p.name else ""), p))
     return named

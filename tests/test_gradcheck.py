@@ -221,8 +221,18 @@ def test_params_may_be_a_list_of_tensors():
     assert w.dtype == np.float32
     with pytest.raises(mv.GradcheckError, match="parameter 0 'w'"):
         mv.gradcheck(lambda t: wrong_square(t * w).sum(), mv.Tensor(np.ones((3, 2))), params=[w])
-    with pytest.raises(TypeError, match="gradcheck: params must be a Module or floating leaf Tensors; item 0"):
-        mv.gradcheck(lambda t: t.sum(), np.ones(2), params=[np.ones(2)])
+    for wrong in (np.ones(2), mv.Tensor(np.ones(2)), w * 2):
+        with pytest.raises(TypeError, match="gradcheck: params must be a Module or leaf Tensors that require grad; "
+                                            "item 0"):
+            mv.gradcheck(lambda t: t.sum(), np.ones(2), params=[wrong])
+
+
+def test_a_read_only_float64_parameter_is_checked_on_a_copy_and_keeps_its_array():
+    data = np.array([0.5, -1.0])
+    data.flags.writeable = False
+    w = mv.Tensor(data, requires_grad=True)
+    assert mv.gradcheck(lambda t: (t * w).tanh().sum(), np.ones((3, 2)), params=[w], fast=True)
+    assert w.data is data and w.grad is None
 
 
 def test_a_vae_is_checked_in_float64_through_its_negative_elbo():
