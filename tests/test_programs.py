@@ -19,6 +19,19 @@ def test_engine_gradients_match_central_differences(program):
     assert mv.gradcheck(program, *program.inputs)
 
 
+# The full pool has too many ops for a few hundred programs to meet each pair of them; this smaller one
+# makes reductions, shape changes, indexing and broadcasting meet often.
+STRUCTURE_OPS = tuple(op for op in mvt.OPERATIONS if op.name in {
+    "mv.sum", "mv.mean", "mv.max", "mv.logsumexp", "mv.reshape", "mv.transpose", "mv.getitem", "mv.concatenate",
+    "mv.stack", "mv.add", "mv.mul", "mv.div", "mv.matmul", "mv.where"})
+
+
+@MANY
+@given(mvt.programs(STRUCTURE_OPS, max_ops=5))
+def test_shape_ops_reductions_and_broadcasting_compose(program):
+    assert mv.gradcheck(program, *program.inputs)
+
+
 def value_and_gradients(program, inputs, seed=0):
     """The program's output and the gradients of u·output for every input, u a fixed random cotangent."""
     tensors = [mv.Tensor(a, requires_grad=True) for a in inputs]

@@ -1,7 +1,7 @@
 """The public strategies of minivae.testing give what their docstrings promise."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import find, given, settings, strategies as st
 
 import minivae as mv
 from minivae import testing as mvt
@@ -147,3 +147,36 @@ def test_bad_arguments_to_programs_are_refused():
         mvt.Operation("f", lambda *x: x[0], 3, (mvt.REAL, mvt.REAL))
     with pytest.raises(ValueError, match="dtype must be float32 or float64, got int64"):
         mvt.programs(dtype=np.int64)
+
+
+def uses(program, *pairs):
+    """Whether some step of ``program`` calls an op named in ``pairs[i][1]`` on the output of one in ``pairs[i][0]``."""
+    producer = {step.out: step.op.name for step in program.steps}
+    return any(producer.get(arg) in before and step.op.name in after
+               for before, after in pairs for step in program.steps for arg in step.args)
+
+
+BROADCASTING = {"mv.add", "mv.sub", "mv.mul", "mv.div", "mv.pow", "mv.where", "mv.binary_cross_entropy_with_logits"}
+REDUCTIONS = {"mv.sum", "mv.mean", "mv.max", "mv.logsumexp"}
+
+
+def pool(*names):
+    return tuple(op for op in mvt.OPERATIONS if op.name in names)
+
+
+@pytest.mark.parametrize("description, ops, found", [
+    ("a reduction feeding a broadcasting op", pool("mv.sum", "mv.max", "mv.add", "mv.mul"),
+     lambda p: uses(p, (REDUCTIONS, BROADCASTING))),
+    ("indexing after a transpose", pool("mv.transpose", "mv.getitem"),
+     lambda p: uses(p, ({"mv.transpose"}, {"mv.getitem"}))),
+    ("a tensor used twice by one call", pool("mv.mul", "mv.exp"),
+     lambda p: any(len(set(step.args)) < len(step.args) for step in p.steps)),
+    ("an intermediate value used by two calls", pool("mv.add", "mv.tanh", "mv.sum"),
+     lambda p: any(sum(name in step.args for step in p.steps) >= 2 for name in (s.out for s in p.steps))),
+    ("repeated indices", pool("mv.getitem"),
+     lambda p: any(isinstance(step.params.get("index"), np.ndarray) and step.params["index"].dtype.kind == "i"
+                   and len(set(step.params["index"].tolist())) < step.params["index"].size for step in p.steps)),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_programs_reach_the_compositions_that_hand_written_tests_miss(description, ops, found):
+    program = find(mvt.programs(ops), found, settings=settings(max_examples=500, database=None, derandomize=True))
+    assert found(program) and mv.gradcheck(program, *program.inputs)
