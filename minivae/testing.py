@@ -187,8 +187,9 @@ POSITIVE = Domain("positive", _within(0.2, 10), lambda shape, dtype, first: posi
 NONZERO = Domain("nonzero", _within(0.2, 10, magnitude=True),
                  lambda shape, dtype, first: nonzero_arrays(shape, dtype, margin=0.25, high=2.5))
 """|x| ≥ 0.2: a divisor, and clear of the kink of relu and abs."""
-UNIT = Domain("unit", _within(0, 1), lambda shape, dtype, first: float_arrays(shape, dtype, 0.0, 1.0))
-"""0 ≤ x ≤ 1: targets of a Bernoulli loss."""
+UNIT = Domain("unit", _within(0.05, 0.95), lambda shape, dtype, first: float_arrays(shape, dtype, 0.1, 0.9))
+"""Probabilities away from 0 and 1 (fresh in [0.1, 0.9], accepted in [0.05, 0.95]): targets of a Bernoulli
+loss, which stay probabilities when a check perturbs them."""
 DISTINCT = Domain("distinct", _distinct, lambda shape, dtype, first: distinct_arrays(shape, dtype, margin=0.25))
 """Elements pairwise at least 0.2 apart: max without ties."""
 SEPARATED = Domain("separated", _separated, lambda shape, dtype, first: nonzero_arrays(
