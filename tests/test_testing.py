@@ -171,7 +171,7 @@ def pool(*names):
      lambda p: uses(p, ({"mv.transpose"}, {"mv.getitem"}))),
     ("a tensor used twice by one call", pool("mv.mul", "mv.exp"),
      lambda p: any(len(set(step.args)) < len(step.args) for step in p.steps)),
-    ("an intermediate value used by two calls", pool("mv.add", "mv.tanh", "mv.sum"),
+    ("an intermediate value used by two calls", pool("mv.add", "mv.mul", "mv.tanh"),
      lambda p: any(sum(name in step.args for step in p.steps) >= 2 for name in (s.out for s in p.steps))),
     ("repeated indices", pool("mv.getitem"),
      lambda p: any(isinstance(step.params.get("index"), np.ndarray) and step.params["index"].dtype.kind == "i"
@@ -180,11 +180,11 @@ def pool(*names):
 def test_programs_reach_the_compositions_that_hand_written_tests_miss(description, ops, found):
     seen = []
 
-    @settings(max_examples=100, database=None, derandomize=True)
+    @settings(max_examples=200, database=None, derandomize=True)
     @given(mvt.programs(ops))
     def look(program):
         if found(program):
             seen.append(program)
     look()
-    assert seen, f"no program of 100 had {description}"
+    assert seen, f"no program of 200 had {description}"
     assert mv.gradcheck(seen[0], *seen[0].inputs)
