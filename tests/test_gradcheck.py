@@ -4,19 +4,33 @@ import pytest
 from hypothesis import given
 
 import minivae as mv
+from minivae.gradcheck import FAST_ABOVE
 from minivae import testing as mvt
 
 
-@mv.primitive
-def wrong_square(x):
+def op_with_vjp(forward, vjp):
+    """An engine op of one tensor argument with the given forward and (deliberately chosen) VJP ``vjp(g, ans, x)``."""
+    op = mv.primitive(forward)
+    op.defvjp(lambda ctx, g: (vjp(g, ctx.ans, ctx.inputs[0]),))
+    return op
+
+
+def _square(x):
     return x * x
-wrong_square.defvjp(lambda ctx, g: (g * ctx.inputs[0],))  # the correct VJP is 2·g·x
 
 
-@mv.primitive
-def scale_ignoring_g(x):
+def _triple(x):
     return 3 * x
-scale_ignoring_g.defvjp(lambda ctx, g: (np.full_like(ctx.inputs[0], 3.0),))  # the correct VJP is 3·g
+
+
+def _identity_inf_above_one(x):
+    return np.where(x > 1.0, np.inf, x)
+
+
+wrong_square = op_with_vjp(_square, lambda g, ans, x: g * x)  # the correct VJP is 2·g·x
+scale_ignoring_g = op_with_vjp(_triple, lambda g, ans, x: np.full_like(x, 3.0))  # the correct VJP is 3·g
+infinite_slope = op_with_vjp(_triple, lambda g, ans, x: g * np.where(x == 0, np.inf, 3.0))  # wrong at 0
+inf_above_one = op_with_vjp(_identity_inf_above_one, lambda g, ans, x: g)
 
 
 def test_returns_true_for_a_correct_gradient():
@@ -90,3 +104,166 @@ def test_fn_must_return_a_tensor():
 def test_some_input_must_require_grad():
     with pytest.raises(ValueError, match="gradcheck: no input requires grad"):
         mv.gradcheck(lambda t: t * 2, mv.Tensor(np.ones(2)))
+
+
+# ------------------------------------------------------------------------ non-finite values
+def test_an_infinite_analytic_value_is_reported_as_such_with_both_values():
+    x = mv.Tensor(np.array([0.0, 1.0]), requires_grad=True)
+    with pytest.raises(mv.GradcheckError) as caught:
+        mv.gradcheck(lambda t: infinite_slope(t).sum(), x)
+    message = str(caught.value)
+    assert "worst element (0,): analytic inf, numeric 3," in message
+    assert "relative error inf" in message and "nan" not in message
+
+
+def test_an_infinite_numeric_value_fails_instead_of_passing():
+    """At x = 1 the function jumps to inf: the central difference is inf and no tolerance covers it."""
+    x = mv.Tensor(np.array([0.5, 1.0]), requires_grad=True)
+    with pytest.raises(mv.GradcheckError, match=r"worst element \(1,\): analytic 1, numeric inf, "
+                                                r"\|difference\| inf, relative error inf"):
+        mv.gradcheck(lambda t: inf_above_one(t).sum(), x)
+
+
+def test_a_non_finite_directional_derivative_fails_the_fast_check():
+    x = mv.Tensor(np.linspace(-1.0, 1.0, 50), requires_grad=True)  # x[-1] = 1: numeric inf
+    with pytest.raises(mv.GradcheckError, match=r"fast check.*numeric inf.*relative error inf"):
+        mv.gradcheck(lambda t: inf_above_one(t).sum(), x, fast=True)
+
+
+# ------------------------------------------------------------------------ the fast check
+def counting(fn):
+    """fn, counting its calls in ``.calls``."""
+    def counted(*args):
+        counted.calls += 1
+        return fn(*args)
+    counted.calls = 0
+    return counted
+
+
+def test_the_fast_check_needs_a_few_evaluations_whatever_the_size():
+    rng = np.random.default_rng(1)
+    x = mv.Tensor(rng.standard_normal((8, 60)))
+    w = mv.Tensor(rng.standard_normal((60, 50)) * 0.1, requires_grad=True, name="w")
+    fn = counting(lambda w: (x @ w).tanh().sum(axis=0))
+    assert mv.gradcheck(fn, w, fast=True, directions=3)
+    assert fn.calls == 3 + 2 * 3  # one forward per cotangent, two per direction
+    exhaustive = counting(fn)
+    assert mv.gradcheck(exhaustive, w, fast=False)
+    assert exhaustive.calls == 1 + 2 * w.size
+
+
+def test_by_default_large_inputs_get_the_fast_check_and_small_ones_every_element():
+    small = mv.Tensor(np.linspace(-1, 1, FAST_ABOVE), requires_grad=True)
+    large = mv.Tensor(np.linspace(-1, 1, FAST_ABOVE + 1), requires_grad=True)
+    fn = counting(lambda a, b: a.tanh().sum() + b.sigmoid().sum())
+    assert mv.gradcheck(fn, small, large)
+    assert fn.calls == 2 + 2 * small.size + 2 * 2  # the small input element by element, the large one along 2 directions
+
+
+def test_the_fast_check_catches_a_wrong_vjp_and_names_an_element_with_both_values():
+    w = mv.Tensor(np.random.default_rng(2).uniform(0.5, 1.5, (40, 30)), requires_grad=True, name="w")
+    with pytest.raises(mv.GradcheckError) as caught:
+        mv.gradcheck(lambda t: wrong_square(t).sum(), w, fast=True)
+    message = str(caught.value)
+    assert message.startswith("gradcheck: wrong gradient for input 0 'w' of shape (40, 30) (fast check, direction 1): "
+                              "directional derivative uᵀJv analytic")
+    assert "relative error 0.5\n" in message  # the analytic derivative is half the true one along any direction
+    assert "localised by bisection to elements" in message
+    worst = message.split("worst element ")[1]
+    index = tuple(int(k) for k in worst[1:worst.index(")")].split(","))
+    assert f"analytic {w.data[index]:.8g}, numeric {2 * w.data[index]:.8g}," in worst
+
+
+def test_the_fast_check_localises_a_single_wrong_element():
+    shape, bad = (50, 40), (37, 11)
+    mask = np.zeros(shape)
+    mask[bad] = 1.0
+    one_wrong = op_with_vjp(lambda x: np.tanh(x), lambda g, ans, x: g * (1 - ans * ans) * (1 + 2 * mask))
+    w = mv.Tensor(np.random.default_rng(3).uniform(-1, 1, shape), requires_grad=True)
+    with pytest.raises(mv.GradcheckError, match=r"1 of them differ\n  worst element \(37, 11\): analytic "):
+        mv.gradcheck(lambda t: one_wrong(t).sum(), w, fast=True)
+
+
+@given(mvt.tensors(mvt.float_arrays(mvt.shapes(min_dims=1, max_side=6))))
+def test_the_fast_check_passes_correct_gradients(x):
+    assert mv.gradcheck(lambda t: (t.tanh() * t).sum(axis=0) + t.sigmoid().logsumexp(), x, fast=True)
+
+
+def test_directions_must_be_positive():
+    with pytest.raises(ValueError, match="gradcheck: directions must be at least 1, got 0"):
+        mv.gradcheck(lambda t: t.sum(), mv.Tensor(np.ones(2), requires_grad=True), directions=0)
+
+
+# ------------------------------------------------------------------------ tensors a function holds; float32 models
+def test_a_float32_module_is_checked_in_float64_with_params_and_left_as_it_was():
+    model = mv.nn.MLP([5, 4, 3], activation="tanh", rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 5)).astype(np.float32)
+    params = dict(model.named_parameters())
+    arrays = {name: p.data for name, p in params.items()}
+    values = {name: p.data.copy() for name, p in params.items()}
+    params["0.bias"].grad = np.full(4, 7.0, np.float32)
+    assert mv.gradcheck(lambda t: model(t).tanh().sum(), x, params=model)
+    for name, p in model.named_parameters():
+        assert p is params[name] and p.data is arrays[name] and p.dtype == np.float32
+        np.testing.assert_array_equal(p.data, values[name])
+    assert params["0.bias"].grad.tolist() == [7.0] * 4 and params["0.weight"].grad is None
+
+
+def test_a_wrong_gradient_of_a_parameter_is_named():
+    model = mv.nn.Linear(3, 2, rng=0)
+    with pytest.raises(mv.GradcheckError, match=r"wrong gradient for parameter 'weight' of shape \(2, 3\)"):
+        mv.gradcheck(lambda t: wrong_square(model(t)).sum(), mv.Tensor(np.ones((4, 3))), params=model)
+
+
+def test_params_may_be_a_list_of_tensors():
+    w = mv.Tensor(np.array([[0.5, -1.0]], np.float32), requires_grad=True, name="w")
+    assert mv.gradcheck(lambda t: (t * w).tanh().sum(), np.ones((3, 2)), params=[w])
+    assert w.dtype == np.float32
+    with pytest.raises(mv.GradcheckError, match="parameter 0 'w'"):
+        mv.gradcheck(lambda t: wrong_square(t * w).sum(), mv.Tensor(np.ones((3, 2))), params=[w])
+    for wrong in (np.ones(2), mv.Tensor(np.ones(2)), w * 2):
+        with pytest.raises(TypeError, match="gradcheck: params must be a Module or leaf Tensors that require grad; "
+                                            "item 0"):
+            mv.gradcheck(lambda t: t.sum(), np.ones(2), params=[wrong])
+
+
+def test_a_read_only_float64_parameter_is_checked_on_a_copy_and_keeps_its_array():
+    data = np.array([0.5, -1.0])
+    data.flags.writeable = False
+    w = mv.Tensor(data, requires_grad=True)
+    assert mv.gradcheck(lambda t: (t * w).tanh().sum(), np.ones((3, 2)), params=[w], fast=True)
+    assert w.data is data and w.grad is None
+
+
+def test_a_vae_is_checked_in_float64_through_its_negative_elbo():
+    model = mv.VAE(input_dim=6, hidden=(5,), latent_dim=2, rng=0)
+    x = (np.random.default_rng(0).uniform(size=(3, 6)) > 0.5).astype(np.float32)
+
+    def loss(batch):
+        return model.negative_elbo(batch, np.random.default_rng(1), samples=2)
+    assert mv.gradcheck(loss, mv.Tensor(x), params=model)
+    assert model.dtype == np.float32 and model.prior.mu.dtype == np.float32
+    assert all(p.dtype == np.float32 for p in model.parameters())
+
+
+def test_a_dtype_clash_inside_fn_says_how_to_check_a_float32_model():
+    model = mv.nn.Linear(3, 2, rng=0)
+    with pytest.raises(TypeError, match=r"^gradcheck: fn failed on float64 inputs: \w+: dtypes differ "
+                                        r"\(float64 and float32\).*pass them as params=module"):
+        mv.gradcheck(lambda t: model(t).sum(), np.ones((4, 3)))
+
+
+def test_in_float64_casts_for_the_block_and_restores_even_after_an_error():
+    model = mv.VAE(input_dim=4, hidden=(3,), latent_dim=2, rng=0)
+    weight = model.encoder_mu.weight
+    original = weight.data
+    with pytest.raises(RuntimeError, match="inside"):
+        with mvt.in_float64(model):
+            assert weight.dtype == model.dtype == model.prior.mu.dtype == np.float64
+            np.testing.assert_array_equal(weight.data, original)
+            model.negative_elbo(np.zeros((1, 4)), np.random.default_rng(0)).backward()
+            raise RuntimeError("inside")
+    assert weight.data is original and weight.grad is None and model.dtype == np.float32
+    with pytest.raises(TypeError, match="in_float64: expected Tensors, Modules or iterables of them, got str"):
+        with mvt.in_float64("model"):
+            pass

@@ -1,7 +1,7 @@
 """The public strategies of minivae.testing give what their docstrings promise."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import minivae as mv
 from minivae import testing as mvt
@@ -75,3 +75,116 @@ def test_bad_arguments_are_refused():
         mvt.float_arrays((2,), np.int64)
     with pytest.raises(ValueError, match="positive_arrays: low must be positive, got 0"):
         mvt.positive_arrays((2,), low=0)
+
+
+# ------------------------------------------------------------------------ programs
+def replay(program):
+    """Every step's argument values, recomputed: (step, arrays) pairs."""
+    values = dict(zip(program.input_names, program.inputs))
+    replayed = []
+    with mv.no_grad():
+        for step in program.steps:
+            arrays = [values[name] for name in step.args]
+            replayed.append((step, arrays))
+            values[step.out] = step.op.fn(*[mv.Tensor(a) for a in arrays], **step.params).data
+    return replayed
+
+
+@given(mvt.programs(max_ops=5))
+def test_programs_call_each_op_inside_its_domain_and_end_with_their_last_value(program):
+    assert 1 <= len(program) <= 5 and program.output == program.steps[-1].out
+    for step, arrays in replay(program):
+        assert step.op.accepts(arrays[0].shape)
+        for domain, array in zip(step.op.domains, arrays):
+            assert domain.contains(array, arrays[0]), (step, domain)
+    assert all(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in program.inputs)
+
+
+@given(mvt.programs(dtype=np.float32))
+def test_a_printed_program_is_python_that_rebuilds_it(program):
+    namespace = {}
+    exec(repr(program), namespace)
+    assert len(namespace["inputs"]) == len(program.inputs)
+    for printed, drawn in zip(namespace["inputs"], program.inputs):
+        assert printed.dtype == drawn.dtype and printed.shape == drawn.shape
+        np.testing.assert_array_equal(printed, drawn)
+    with mv.no_grad():
+        np.testing.assert_array_equal(namespace["program"](*namespace["inputs"]).data, program(*program.inputs).data)
+
+
+@pytest.mark.parametrize("op", mvt.OPERATIONS, ids=lambda op: op.name)
+def test_every_op_of_the_pool_can_be_drawn_and_checked_alone(op):
+    @settings(max_examples=10)
+    @given(mvt.programs((op,), max_ops=2))
+    def check(program):
+        assert all(step.op is op for step in program.steps)
+        assert mv.gradcheck(program, *program.inputs)
+    check()
+
+
+def test_a_users_op_joins_the_pool_with_its_own_domain():
+    seen = []
+
+    def cube_root(x):
+        seen.append(x.data.copy())
+        return x ** (1 / 3)
+    pool = (mvt.Operation("cube_root", cube_root, domains=(mvt.POSITIVE,)),)
+
+    @given(mvt.programs(pool, max_ops=3))
+    def check(program):
+        assert "cube_root(" in repr(program)
+        assert mv.gradcheck(program, *program.inputs)
+    check()
+    assert seen and all(np.all(x >= 0.2) for x in seen)
+
+
+def test_bad_arguments_to_programs_are_refused():
+    with pytest.raises(ValueError, match="programs: ops must be a non-empty sequence of Operation"):
+        mvt.programs(())
+    with pytest.raises(ValueError, match="programs: max_ops must be at least 1, got 0"):
+        mvt.programs(max_ops=0)
+    with pytest.raises(ValueError, match="Operation f: 2 domains for 3 arguments"):
+        mvt.Operation("f", lambda *x: x[0], 3, (mvt.REAL, mvt.REAL))
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got int64"):
+        mvt.programs(dtype=np.int64)
+
+
+def uses(program, *pairs):
+    """Whether some step of ``program`` calls an op named in ``pairs[i][1]`` on the output of one in ``pairs[i][0]``."""
+    producer = {step.out: step.op.name for step in program.steps}
+    return any(producer.get(arg) in before and step.op.name in after
+               for before, after in pairs for step in program.steps for arg in step.args)
+
+
+BROADCASTING = {"mv.add", "mv.sub", "mv.mul", "mv.div", "mv.pow", "mv.where", "mv.binary_cross_entropy_with_logits"}
+REDUCTIONS = {"mv.sum", "mv.mean", "mv.max", "mv.logsumexp"}
+
+
+def pool(*names):
+    return tuple(op for op in mvt.OPERATIONS if op.name in names)
+
+
+@pytest.mark.parametrize("description, ops, found", [
+    ("a reduction feeding a broadcasting op", pool("mv.sum", "mv.max", "mv.add", "mv.mul"),
+     lambda p: uses(p, (REDUCTIONS, BROADCASTING))),
+    ("indexing after a transpose", pool("mv.transpose", "mv.getitem"),
+     lambda p: uses(p, ({"mv.transpose"}, {"mv.getitem"}))),
+    ("a tensor used twice by one call", pool("mv.mul", "mv.exp"),
+     lambda p: any(len(set(step.args)) < len(step.args) for step in p.steps)),
+    ("an intermediate value used by two calls", pool("mv.add", "mv.mul", "mv.tanh"),
+     lambda p: any(sum(name in step.args for step in p.steps) >= 2 for name in (s.out for s in p.steps))),
+    ("repeated indices", pool("mv.getitem"),
+     lambda p: any(isinstance(step.params.get("index"), np.ndarray) and step.params["index"].dtype.kind == "i"
+                   and len(set(step.params["index"].tolist())) < step.params["index"].size for step in p.steps)),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_programs_reach_the_compositions_that_hand_written_tests_miss(description, ops, found):
+    seen = []
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(mvt.programs(ops))
+    def look(program):
+        if found(program):
+            seen.append(program)
+    look()
+    assert seen, f"no program of 200 had {description}"
+    assert mv.gradcheck(seen[0], *seen[0].inputs)
