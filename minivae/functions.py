@@ -52,7 +52,8 @@ class Function:
             if not isinstance(g, Tensor):
                 return kernel_vjp(ctx, g)
             wanted = [x for x, needed in zip(ctx.inputs, ctx.needs_grad) if needed]
-            grads = iter(gradients(composite(*ctx.inputs, **ctx.static), wanted, grad_output=g, create_graph=True))
+            out = composite(*ctx.inputs, **ctx.static)  # g seeds the walk as a Tensor: the result depends on it
+            grads = iter(gradients(out, wanted, grad_output=g, create_graph=True))
             return tuple(next(grads) if needed else None for needed in ctx.needs_grad)
         op.vjp, op.twice_differentiable, op.function = vjp, True, self
         return op

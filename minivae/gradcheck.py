@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .engine import Tensor, no_grad
+from .engine import Tensor, concatenate, enable_grad, gradients, no_grad
 
 FAST_ABOVE = 1024
 """With ``fast=None``, inputs of more elements than this get the fast check, smaller ones the exhaustive one."""
@@ -45,7 +45,7 @@ class GradcheckError(AssertionError):
 
 
 def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, seed: int = 0,
-              fast: bool | None = None, directions: int = 2) -> bool:
+              fast: bool | None = None, directions: int = 2, order: int = 1) -> bool:
     """Check ``fn``'s engine gradients with respect to ``inputs`` (and ``params``) against central differences.
 
     Floating Tensors are copied to float64 and keep their ``requires_grad`` and ``name``; floating
@@ -67,6 +67,10 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
     ``|analytic − numeric| ≤ atol + rtol·|numeric|`` and both are finite. ``seed`` fixes the
     cotangents and directions.
 
+    ``order=2`` checks second derivatives instead (a gradgradcheck): the function checked is
+    x ↦ ∂(w·fn(x))/∂x for a fixed random w, its gradients recorded with ``create_graph`` — so the
+    engine's second derivatives are compared with central differences of its first derivatives.
+
     Returns True, or raises ``GradcheckError`` naming the input and an element (the worst one, or
     for the fast check the worst one of the block it localised), with both values. Raises
     ``ValueError`` if nothing requires grad, ``TypeError`` if ``fn`` returns no Tensor or mixes
@@ -74,6 +78,8 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
     """
     if directions < 1:
         raise ValueError(f"gradcheck: directions must be at least 1, got {directions}")
+    if order not in (1, 2):
+        raise ValueError(f"gradcheck: order must be 1 or 2, got {order!r}")
     args = [_float64_copy(x) for x in inputs]
     leaves = [(_input_label(i, a), a) for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
     held = _named_params(params)
@@ -85,6 +91,8 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
             if not p.data.flags.writeable:  # the check perturbs in place; a copy keeps the original intact
                 p.data = p.data.copy()
         leaves += held
+        if order == 2:
+            fn = _first_derivatives(fn, [x for _, x in leaves], seed)
         check = _Check(fn, args, [x for _, x in leaves], eps, atol, rtol, seed)
         for k, (label, x) in enumerate(leaves):
             if fast or (fast is None and x.size > FAST_ABOVE):
@@ -92,6 +100,23 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
             else:
                 check.exhaustive(k, label)
     return True
+
+
+def _first_derivatives(fn, leaves: list, seed: int):
+    """x ↦ the gradients of w·fn(x) with respect to every leaf, flattened into one vector and recorded
+    (``create_graph``), for a fixed pseudo-random w: what ``order=2`` checks."""
+    cotangents = {}
+
+    def first(*args):
+        with enable_grad():
+            out = fn(*args)
+            if not isinstance(out, Tensor):
+                return out
+            if out.shape not in cotangents:
+                cotangents[out.shape] = np.random.default_rng(seed + 1).standard_normal(out.shape)
+            grads = gradients((out * cotangents[out.shape]).sum(), leaves, create_graph=True)
+            return concatenate([g.reshape(-1) for g in grads])
+    return first
 
 
 class _Check:

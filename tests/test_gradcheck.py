@@ -267,3 +267,40 @@ def test_in_float64_casts_for_the_block_and_restores_even_after_an_error():
     with pytest.raises(TypeError, match="in_float64: expected Tensors, Modules or iterables of them, got str"):
         with mvt.in_float64("model"):
             pass
+
+
+# ---------------------------------------------------------------- second derivatives
+def cube_with_constant_slope():
+    """x³ whose VJP treats x as a constant: right first derivative, second derivative 0 instead of 6x."""
+    @mv.primitive
+    def cube(x):
+        return x ** 3
+
+    @cube.defvjp
+    def cube_vjp(ctx, g):
+        x, = ctx.inputs
+        return (g * 3 * mv.engine.ops.value(x) ** 2,)
+    return cube
+
+
+def test_order_2_checks_second_derivatives_and_catches_a_wrong_one():
+    x = mv.Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True, name="x")
+    assert mv.gradcheck(lambda t: (t.tanh() * t).sum(), x, order=2)
+    assert mv.gradcheck(lambda t: t.softmax() * t, x, order=2, fast=True)
+    cube = cube_with_constant_slope()
+    assert mv.gradcheck(cube, x)  # the first derivative is right
+    with pytest.raises(mv.GradcheckError, match="input 0 'x'"):
+        mv.gradcheck(cube, x, order=2)
+
+
+def test_order_2_through_a_float32_module_on_both_backends():
+    model = mv.nn.MLP([3, 4, 2], activation="tanh", rng=0)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    for backend in mv.kernels.BACKENDS:
+        with mv.kernels.use(backend):
+            assert mv.gradcheck(lambda t: model(t).sum(), x, params=model, order=2)
+
+
+def test_order_must_be_1_or_2():
+    with pytest.raises(ValueError, match="gradcheck: order must be 1 or 2, got 3"):
+        mv.gradcheck(mv.exp, np.ones(2), order=3)

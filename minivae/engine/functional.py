@@ -22,8 +22,10 @@ from .tensor import Tensor, backpropagate, enable_grad, is_grad_enabled
 def gradients(output: Tensor, inputs, grad_output=None, create_graph: bool | None = None) -> tuple:
     """The gradients of ``output`` with respect to each of ``inputs`` (Tensors, leaves or not), as a tuple.
 
-    ``grad_output`` seeds the walk (required unless ``output`` has one element); an input that
-    ``output`` does not depend on gets zeros. ``.grad`` fields are not touched. ``create_graph``
+    ``grad_output`` seeds the walk (required unless ``output`` has one element; under
+    ``create_graph`` a Tensor seed stays in its graph, so the gradients depend on it too); an input
+    that ``output`` does not depend on gets zeros. Only the graph between ``output`` and ``inputs``
+    is walked. ``.grad`` fields are not touched. ``create_graph``
     (default: whether graph recording is on) records the walk, so that the gradients are Tensors
     of a graph; otherwise they are Tensors holding plain arrays. Raises RuntimeError when
     ``output`` does not require grad.
@@ -42,7 +44,8 @@ def gradients(output: Tensor, inputs, grad_output=None, create_graph: bool | Non
             found[id(node)] = g
 
     if output.requires_grad:
-        backpropagate(output, output._seed(grad_output, "gradients"), create_graph, keep)
+        seed = output._seed(grad_output, "gradients", keep_tensor=create_graph)
+        backpropagate(output, seed, create_graph, keep, targets=inputs)
     elif output.size != 1 and grad_output is None:
         raise RuntimeError(f"gradients: a seed gradient is needed for a non-scalar output of shape {output.shape}")
     return tuple(_as_tensor(found.get(id(x), np.zeros_like(x.data))) for x in inputs)

@@ -261,8 +261,9 @@ class Tensor:
 
         backpropagate(self, seed, create_graph, keep)
 
-    def _seed(self, grad, where: str):
-        """The seed gradient for a walk from this tensor, checked, as an ndarray of its shape and dtype."""
+    def _seed(self, grad, where: str, keep_tensor: bool = False):
+        """The seed gradient for a walk from this tensor, checked, as an ndarray of its shape and dtype
+        (with ``keep_tensor``, a Tensor seed is kept as it is, in its graph)."""
         if not self.requires_grad:
             raise RuntimeError(f"{where}: this tensor does not require grad (no input requires grad, "
                                "or it was computed under no_grad)")
@@ -271,6 +272,11 @@ class Tensor:
                 raise RuntimeError(f"{where}: a seed gradient is needed for a non-scalar tensor of shape "
                                    f"{self.shape}; call backward(grad) with an array of that shape")
             return np.ones_like(self.data)
+        if keep_tensor and isinstance(grad, Tensor):
+            if grad.shape != self.shape or grad.dtype != self.dtype:
+                raise ValueError(f"{where}: seed gradient of shape {grad.shape} and dtype {grad.dtype} for a tensor "
+                                 f"of shape {self.shape} and dtype {self.dtype}")
+            return grad
         seed = np.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)  # a copy: ours
         if seed.shape != self.shape:
             raise ValueError(f"{where}: seed gradient of shape {seed.shape} for a tensor of shape {self.shape}")
@@ -308,20 +314,24 @@ class BackwardContext:
         self.__dict__.update(node.static)
 
 
-def backpropagate(root: Tensor, seed, create_graph: bool, keep) -> None:
+def backpropagate(root: Tensor, seed, create_graph: bool, keep, targets=None) -> None:
     """The reverse-mode walk below ``root``, seeded with ``seed`` (root's shape).
 
     Visits every tensor that ``root`` depends on, children before parents, once its whole gradient
     is known: runs its hooks, calls ``keep(tensor, gradient)``, then asks its op for the gradients
     of its inputs and adds each to what already reached that input. Without ``create_graph`` the
     gradients are ndarrays and nothing is recorded; with it, they are Tensors and every op of
-    every backward records its graph.
+    every backward records its graph. With ``targets`` (tensors), only the part of the graph between
+    them and ``root`` is walked: nothing below a target is visited unless it leads to another one.
     """
     if create_graph:
         seed = _as_tensor(seed)
+    order = topological_order(root)
+    if targets is not None:
+        order = _leading_to(order, {id(t) for t in targets})
     grads = {id(root): seed}
     with set_grad_enabled(create_graph):
-        for node in reversed(topological_order(root)):
+        for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -342,6 +352,15 @@ def backpropagate(root: Tensor, seed, create_graph: bool, keep) -> None:
                     pg = unbroadcast(pg, parent.shape, f"{node.op.name} (argument {i})")
                 previous = grads.get(id(parent))
                 grads[id(parent)] = pg if previous is None else previous + pg
+
+
+def _leading_to(order: list, targets: set) -> list:
+    """The tensors of ``order`` (parents first) that are targets or have a path down to one."""
+    leads = set()
+    for node in order:
+        if id(node) in targets or any(id(p) in leads for p in node.parents):
+            leads.add(id(node))
+    return [node for node in order if id(node) in leads]
 
 
 def _run_hooks(node: Tensor, g, create_graph: bool):
