@@ -4,12 +4,13 @@ Measures, in one run, and prints as markdown tables (and writes as JSON, with PN
 
 - step: the training step of the default model (784-400-20, batch 128, S = 1, float32), at batch 32
   and with S = 10 samples per digit: every contender of ``benchmarks.contenders.CONTENDERS`` in its
-  own process — minivae on the Numba kernels and on the NumPy references, the floor (the step's
-  matrix products alone), PyTorch eager, ``torch.compile`` of the whole step, the whole step under
-  ``jax.jit``, HIPS autograd — with ratios, the targets, and each contender's time in the suite
+  own process — minivae on the fused Numba kernels and on the reference backend (every function as
+  its composition of engine primitives), the floor (the step's matrix products alone), PyTorch
+  eager, ``torch.compile`` of the whole step, the whole step under ``jax.jit``, HIPS autograd — with ratios, the targets, and each contender's time in the suite
   against its own tight loop (the fairness check); and the minivae step cut into its phases;
-- profile: the time of every op's forward and VJPs and of the Adam updates within a step;
-- kernels: each kernel against its NumPy reference;
+- profile: the time of every op's forward and backward and of the Adam updates within a step;
+- kernels: each fused function (forward and backward) against its composition of engine primitives,
+  and Adam's kernel against its NumPy reference;
 - scaling: ms per step against batch size (and, in the full run, hidden width) for every contender;
 - evaluation: ``VAE.importance_weighted_log_likelihood`` at k = 5000 on held-out digits as
   ``minivae evaluate`` calls it, against its floor (its encoder and decoder products alone);
@@ -525,9 +526,10 @@ def report(results: dict) -> str:
                       [[label, us(p["numba"]["parts_s"][label]), us(p["numpy"]["parts_s"].get(label, float("nan")))]
                        for label in labels] + [["whole step", us(p["numba"]["step_s"]), us(p["numpy"]["step_s"])]])]
     if "kernels" in results:
-        out += ["", "### Kernels against their NumPy references (float32)", "",
-                table(["kernel", "numba µs", "numpy µs", "speed-up"],
-                      [[r["kernel"], us(r["numba_s"]), us(r["numpy_s"]), f"{r['speedup']:.1f}×"]
+        out += ["", "### Fused functions against their compositions (float32, the arrays of a default step; "
+                    "Adam's kernel against its NumPy reference)", "",
+                table(["case", "numba µs", "reference µs", "speed-up"],
+                      [[r["case"], us(r["numba_s"]), us(r["reference_s"]), f"{r['speedup']:.1f}×"]
                        for r in results["kernels"]])]
     if results.get("scaling"):
         names = list(dict.fromkeys(name for row in results["scaling"] for name in row["contenders"]))
