@@ -302,7 +302,7 @@ def bench_steps(args, notes: list) -> dict:
 def bench_phases(args, notes: list) -> dict:
     """The minivae step cut into forward, backward and optimizer, on both backends, alternated."""
     workers = {backend: Worker("phases", [DEFAULT], thread_env(args.threads, MINIVAE_KERNELS=backend))
-               for backend in ("numba", "numpy")}
+               for backend in ("numba", "reference")}
     times = {backend: {} for backend in workers}
     try:
         for worker in workers.values():
@@ -378,13 +378,13 @@ def bench_train(args, notes: list) -> dict:
 
 def bench_profile(args, notes: list) -> dict:
     return {backend: oneshot(["profile", str(20 * args.rounds)], thread_env(args.threads, MINIVAE_KERNELS=backend))
-            for backend in ("numba", "numpy")}
+            for backend in ("numba", "reference")}
 
 
 def bench_memory(args, notes: list) -> dict:
     examples = 10_000 if args.quick else 60_000
     runs = {"minivae (numba)": ("minivae", thread_env(args.threads)),
-            "minivae (numpy references)": ("minivae", thread_env(args.threads, MINIVAE_KERNELS="numpy"))}
+            "minivae (reference compositions)": ("minivae", thread_env(args.threads, MINIVAE_KERNELS="reference"))}
     if not contenders.missing("torch"):
         runs["pytorch eager"] = ("torch", thread_env(args.threads))
     return {"examples": examples,
@@ -484,13 +484,20 @@ def report_step(title: str, s: dict) -> list:
     return out
 
 
-PART_GROUPS = (("dense ops (products inside)", ("forward dense", "vjp dense")), ("adam", ("adam",)),
-               ("cross-entropy", ("forward bce", "vjp bce")),
+LINEAR_GROUP = "linear layers (products inside)"
+PART_GROUPS = ((LINEAR_GROUP, ("forward linear", "backward linear", "forward relu (fused",
+                               "forward matmul", "backward matmul", "forward transpose", "backward transpose")),
+               ("adam", ("adam",)),
+               ("bernoulli log-likelihood (fused)", ("forward bernoulli_log_prob", "backward bernoulli_log_prob")),
                ("everything else", ("everything else",)))
 
 
 def grouped_parts(parts: dict) -> dict:
-    """The profile's parts in a few groups, in seconds; the small ops of the loss and latent in "other ops"."""
+    """The profile's parts in a few groups, in seconds; the other ops in "other ops".
+
+    The linear layers are the fused ``linear`` and ``linear_relu`` ops (and the ReLU that joins
+    one), or on the reference backend their products (``matmul``) and transposes; the reference's
+    bias additions, ReLUs and cross-entropy terms are generic ops, so they count in "other ops"."""
     groups = {name: 0.0 for name, _ in PART_GROUPS}
     groups["other ops"] = 0.0
     for label, seconds in parts.items():
@@ -500,7 +507,7 @@ def grouped_parts(parts: dict) -> dict:
                 break
         else:
             groups["other ops"] += seconds
-    order = ["dense ops (products inside)", "adam", "cross-entropy", "other ops", "everything else"]
+    order = [name for name, _ in PART_GROUPS[:-1]] + ["other ops", "everything else"]
     return {name: groups[name] for name in order}
 
 
@@ -516,15 +523,21 @@ def report(results: dict) -> str:
     if "phases" in results:
         p = results["phases"]
         out += ["", "### The minivae step's phases (batch 128)", "",
-                table(["phase", "numba ms", "numpy references ms"],
-                      [[phase, ms(t), ms(p["numpy"][phase])] for phase, t in p["numba"].items()])]
+                table(["phase", "numba ms", "reference (compositions) ms"],
+                      [[phase, ms(t), ms(p["reference"][phase])] for phase, t in p["numba"].items()])]
     if "profile" in results:
         p = results["profile"]
-        labels = list(p["numba"]["parts_s"])
-        out += ["", "### Where a minivae step's time goes (µs per step; matrix products are inside the dense ops)", "",
-                table(["part", "numba", "numpy references"],
-                      [[label, us(p["numba"]["parts_s"][label]), us(p["numpy"]["parts_s"].get(label, float("nan")))]
-                       for label in labels] + [["whole step", us(p["numba"]["step_s"]), us(p["numpy"]["step_s"])]])]
+        parts = {backend: p[backend]["parts_s"] for backend in ("numba", "reference")}
+        rest = "everything else (graph walk, gradient sums, Python)"
+        labels = sorted(set(parts["numba"]) | set(parts["reference"]) - {rest},
+                        key=lambda label: -max(parts["numba"].get(label, 0), parts["reference"].get(label, 0)))
+        out += ["", "### Where a minivae step's time goes (µs per step; matrix products are inside the linear ops "
+                    "on numba, the matmul ops on the reference; an op called inside another's backward counts "
+                    "in that backward)", "",
+                table(["part", "numba", "reference (compositions)"],
+                      [[label] + [us(parts[b][label]) if label in parts[b] else "" for b in parts]
+                       for label in labels + [rest]]
+                      + [["whole step", us(p["numba"]["step_s"]), us(p["reference"]["step_s"])]])]
     if "kernels" in results:
         out += ["", "### Fused functions against their compositions (float32, the arrays of a default step; "
                     "Adam's kernel against its NumPy reference)", "",
@@ -601,7 +614,7 @@ def write_charts(results: dict, stem: Path) -> list[Path]:
                 for backend, p in results["profile"].items()}
         floor = results.get("step", {}).get("batch 128", {}).get("contenders", {}).get("floor")
         if floor:
-            bars["floor (matrix products)"] = {"dense ops (products inside)": floor["median_s"] * 1e3}
+            bars["floor (matrix products)"] = {LINEAR_GROUP: floor["median_s"] * 1e3}
         written.append(charts.write(f"{stem}-parts.png", charts.parts_chart(
             bars, "where a training step's time goes, batch 128, ms (profiled: timers add to the small ops)")))
     return written
