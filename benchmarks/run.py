@@ -622,6 +622,26 @@ def write_charts(results: dict, stem: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------ main
 SECTIONS = ("step", "profile", "kernels", "scaling", "evaluation", "train", "memory", "startup")
+# What a quick run leaves out unless asked for by name (--only, --contenders): the longest builds.
+QUICK_SKIPS_SECTIONS = {"evaluation": "minivae's side is slow at k = 5000"}
+QUICK_SKIPS_CONTENDERS = {"torch-compile": "it compiles for tens of seconds per configuration"}
+
+
+def choose_sections(args) -> list[str]:
+    """Fill in ``args.only`` and ``args.contenders`` where the command line left them out: everything, or
+    in a quick run everything but QUICK_SKIPS_*; a note for each part a quick run leaves out."""
+    notes = []
+    if args.only is None:
+        args.only = [s for s in SECTIONS if not (args.quick and s in QUICK_SKIPS_SECTIONS)]
+        if args.quick:
+            notes += [f"{s} section: not run in a quick run ({why}); --only {s} runs it"
+                      for s, why in QUICK_SKIPS_SECTIONS.items()]
+    if args.contenders is None:
+        args.contenders = [c for c in STEP_CONTENDERS if not (args.quick and c in QUICK_SKIPS_CONTENDERS)]
+        if args.quick and ({"step", "scaling"} & set(args.only)):
+            notes += [f"{CONTENDERS[c].label}: left out of a quick run ({why}); name it in --contenders to run it"
+                      for c, why in QUICK_SKIPS_CONTENDERS.items()]
+    return notes
 
 
 def main(argv=None) -> int:
@@ -629,12 +649,15 @@ def main(argv=None) -> int:
                                      epilog="Peers whose packages are missing are left out with a note; "
                                             f"{contenders.WITHOUT_VARIABLE}=torch,jax leaves installed ones out too.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, configurations and digits")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds, configurations and digits; leaves out torch.compile and the evaluation "
+                             "section unless --contenders or --only names them")
     parser.add_argument("--rounds", type=int, help="turns per contender and configuration (default 10; quick 4)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every pool (default 2)")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
-    parser.add_argument("--contenders", nargs="+", choices=STEP_CONTENDERS, default=list(STEP_CONTENDERS),
-                        help="the step and scaling sections' contenders (default: all)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="sections to run (default: all; quick: all but "
+                                                                    "evaluation)")
+    parser.add_argument("--contenders", nargs="+", choices=STEP_CONTENDERS,
+                        help="the step and scaling sections' contenders (default: all; quick: all but torch-compile)")
     parser.add_argument("--hiddens", nargs="+", type=int, default=[], metavar="WIDTH",
                         help="hidden widths for the scaling section at batch 128, e.g. 100 200 800 1600 (default none)")
     parser.add_argument("--eval-digits", type=int, help="held-out digits of the evaluation (default 64; quick 16)")
@@ -650,8 +673,9 @@ def main(argv=None) -> int:
         if value < 1:
             parser.error(f"{name} must be a positive integer, got {value}")
 
+    notes = choose_sections(args)
+
     os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})  # before NumPy loads
-    notes: list = []
     results = {"threads": args.threads, "quick": args.quick, "machine": machine(),
                "load_average_at_start": os.getloadavg(), "notes": notes}
     progress(f"{results['machine']['cpu']}, {results['machine']['cores']} cores; {load_line(results)}")
