@@ -64,10 +64,11 @@ def adam_case(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: i
              "reference": lambda: kernels.adam_step.reference(*arrays, *scalars)})
 
 
-def cases():
-    """(label, {"numba": call, "reference": call}) for every case; each call runs on its backend."""
+def cases(**shapes):
+    """(label, {"numba": call, "reference": call}) for every case; each call runs on its backend.
+    ``shapes``: batch, hidden, latent, input_dim (the default step's unless given)."""
     out = []
-    for label, function, tensors, seed in function_cases():
+    for label, function, tensors, seed in function_cases(**shapes):
         calls = {}
         for backend in ("numba", "reference"):
             def call(backend=backend, function=function, tensors=tensors, seed=seed):
@@ -75,14 +76,15 @@ def cases():
                     forward_backward(function, tensors, seed)
             calls[backend] = call
         out.append((label + ", forward + backward", calls))
-    out.append(adam_case())
+    out.append(adam_case(**{k: v for k, v in shapes.items() if k != "batch"}))
     return out
 
 
-def time_kernels(calls: int, block: int = 10) -> list[dict]:
-    """Median seconds per call of each case on both backends, alternating in blocks of ``block`` calls."""
+def time_kernels(calls: int, block: int = 10, **shapes) -> list[dict]:
+    """Median seconds per call of each case on both backends, alternating in blocks of ``block`` calls
+    (``calls`` per backend in all, at least one block)."""
     results = []
-    for label, implementations in cases():
+    for label, implementations in cases(**shapes):
         for function in implementations.values():
             function()  # compile or load from the cache, and warm up
         times = {name: [] for name in implementations}

@@ -113,7 +113,9 @@ def train(contender: str, epochs: int, batch: int = 128, seed: int = 0) -> dict:
     return {"step_times_s": times, "digits": len(images), "epochs": epochs}
 
 
-def profile(steps: int) -> dict:
+def profile(steps: int, **config) -> dict:
+    """Seconds per step of each part of ``steps`` minivae steps (``config``: ``minivae_step``'s arguments);
+    the wrapped methods are restored afterwards."""
     import functools
     from collections import defaultdict
 
@@ -122,7 +124,7 @@ def profile(steps: int) -> dict:
     from minivae.optim import Adam
 
     from . import contenders
-    step = contenders.minivae_step()
+    step = contenders.minivae_step(**config)
     for _ in range(20):
         step()
     spent, depth = defaultdict(float), [0]
@@ -142,9 +144,12 @@ def profile(steps: int) -> dict:
                 depth[0] -= 1
         return timed
 
+    originals = [(Op, "__call__", Op.__call__), (Op, "backward", Op.backward), (Adam, "update", Adam.update)]
+    originals += [(f, "fused", f.fused) for f in vars(functions).values() if isinstance(f, functions.Function)]
     Op.__call__ = timing(lambda op: f"forward {op.name}", Op.__call__)
     Op.backward = timing(lambda op: f"backward {op.name}", Op.backward)
     Adam.update = timing(lambda optimizer: "adam update (all parameters)", Adam.update)
+
     def call(implementation, *args, **kwargs):
         return implementation(*args, **kwargs)
 
@@ -155,10 +160,14 @@ def profile(steps: int) -> dict:
                 and not isinstance(function.fused, Op):
             label = f"forward {function.name} (fused: {function.fused.__name__})"
             function.fused = functools.partial(timing(lambda _, label=label: label, call), function.fused)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    total = time.perf_counter() - start
+    try:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        total = time.perf_counter() - start
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
     per_step = {label: seconds / steps for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1])}
     per_step["everything else (graph walk, gradient sums, Python)"] = total / steps - sum(per_step.values())
     return {"step_s": total / steps, "parts_s": per_step}
