@@ -529,7 +529,7 @@ def report(results: dict) -> str:
         p = results["profile"]
         parts = {backend: p[backend]["parts_s"] for backend in ("numba", "reference")}
         rest = "everything else (graph walk, gradient sums, Python)"
-        labels = sorted(set(parts["numba"]) | set(parts["reference"]) - {rest},
+        labels = sorted((set(parts["numba"]) | set(parts["reference"])) - {rest},
                         key=lambda label: -max(parts["numba"].get(label, 0), parts["reference"].get(label, 0)))
         out += ["", "### Where a minivae step's time goes (µs per step; matrix products are inside the linear ops "
                     "on numba, the matmul ops on the reference; an op called inside another's backward counts "

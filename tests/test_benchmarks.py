@@ -217,9 +217,14 @@ def test_the_profile_times_forwards_backwards_and_adam_and_restores_the_engine(b
                             "everything else"]
     assert sum(groups.values()) == pytest.approx(sum(parts.values()))
     assert groups[run.LINEAR_GROUP] > 0 and groups["adam"] > 0
-    profile = {b: {"step_s": result["step_s"], "parts_s": parts} for b in ("numba", "reference")}
-    text = run.report({**report_header(), "profile": profile})
+    other = {"step_s": 1.0, "parts_s": {"forward only_here": 0.25, "everything else (graph walk, gradient sums, "
+                                                                 "Python)": 0.75}}
+    text = run.report({**report_header(), "profile": {backend: result,
+                                                      "reference" if backend == "numba" else "numba": other}})
     assert "| part | numba | reference (compositions) |" in text and "| whole step |" in text
+    rows = [line.split(" | ")[0][2:] for line in text.splitlines() if line.startswith("| ")][2:]
+    assert len(rows) == len(set(rows)) and set(rows) == set(parts) | {"forward only_here", "whole step"}
+    assert rows[-2:] == ["everything else (graph walk, gradient sums, Python)", "whole step"]
 
 
 def test_a_quick_run_leaves_out_torch_compile_and_the_evaluation_unless_named():
