@@ -6,18 +6,22 @@ Measures, in one run, and prints as markdown tables (and writes as JSON, with PN
   and with S = 10 samples per digit: every contender of ``benchmarks.contenders.CONTENDERS`` in its
   own process — minivae on the fused Numba kernels and on the reference backend (every function as
   its composition of engine primitives), the floor (the step's matrix products alone), PyTorch
-  eager, ``torch.compile`` of the whole step, the whole step under ``jax.jit``, HIPS autograd — with ratios, the targets, and each contender's time in the suite
-  against its own tight loop (the fairness check); and the minivae step cut into its phases;
+  eager, ``torch.compile`` of the whole step, the whole step under ``jax.jit``, HIPS autograd — with
+  ratios, the targets, and each contender's time in the suite against its own tight loop (the
+  fairness check); and the minivae step cut into its phases;
 - profile: the time of every op's forward and backward and of the Adam updates within a step;
 - kernels: each fused function (forward and backward) against its composition of engine primitives,
   and Adam's kernel against its NumPy reference;
-- scaling: ms per step against batch size (and, in the full run, hidden width) for every contender;
+- scaling: ms per step against batch size (and the hidden widths ``--hiddens`` asks for) for every contender;
 - evaluation: ``VAE.importance_weighted_log_likelihood`` at k = 5000 on held-out digits as
   ``minivae evaluate`` calls it, against its floor (its encoder and decoder products alone);
 - train: the per-step time inside ``minivae train`` against plain PyTorch and JAX training loops on
   the same digits and batch order, whole runs alternated;
 - memory: peak resident memory of one training epoch;
 - start-up: a new process's start to its first finished step, with a cold and a warm kernel cache.
+
+A quick run (``--quick``) takes fewer rounds, batch sizes and digits, and leaves out the two longest
+builds, ``torch.compile`` and the evaluation section, unless ``--contenders`` or ``--only`` names them.
 
 Fairness: every contender runs in its own process (``benchmarks.worker``), and the processes take
 turns, so that noise on the machine falls on all of them alike. Each turn is long (about 0.3 s of
