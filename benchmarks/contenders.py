@@ -409,7 +409,8 @@ class Contender:
 
 CONTENDERS = {
     "minivae": Contender("minivae (numba)", minivae_step, env={"MINIVAE_KERNELS": "numba"}),
-    "minivae-numpy": Contender("minivae (numpy references)", minivae_step, env={"MINIVAE_KERNELS": "numpy"}),
+    "minivae-reference": Contender("minivae (reference compositions)", minivae_step,
+                                   env={"MINIVAE_KERNELS": "reference"}),
     "floor": Contender("floor (matrix products)", floor_step),
     "torch": Contender("pytorch eager", torch_step, requires=("torch",), peer=True),
     "torch-compile": Contender("torch.compile (whole step)", torch_compile_step, requires=("torch",), peer=True),

@@ -1,62 +1,100 @@
-"""Each kernel against its NumPy reference, on the arrays of the default model's step (float32)."""
+"""Each fused function against its composition, on the arrays of the default model's step (float32).
+
+A case is one call of a function of ``minivae.functions`` and the backward pass of its result,
+seeded with a fixed gradient: with ``kernels.use("numba")`` the fused implementation registered
+beneath it runs (one op, its kernels), with ``kernels.use("reference")`` the function's composition
+of engine primitives (several ops, each recorded and walked). The arrays have the shapes of the
+default step (784-400-20, batch 128); the tensors that want a gradient are those that want one in
+the step (the images and ε do not). Adam's update has no composition: its kernel
+(``kernels.adam_step.numba``) is timed against its NumPy reference (``.reference``) over all
+652,824 parameters.
+"""
 from __future__ import annotations
 
 import time
 
 import numpy as np
 
-from minivae import kernels
+import minivae as mv
+from minivae import functions, kernels
 
 
-def kernel_cases(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0):
-    """(label, kernel, arguments) for every kernel, with the shapes one training step gives it."""
+def function_cases(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0):
+    """(label, function, tensors, seed gradient) for every fused function, with the shapes of one step."""
     rng = np.random.default_rng(seed)
 
-    def normal(*shape):
-        return rng.standard_normal(shape).astype(np.float32)
+    def normal(*shape, scale=1.0, grad=True):
+        return mv.Tensor((scale * rng.standard_normal(shape)).astype(np.float32), requires_grad=grad)
 
-    def empty(*shape):
-        return np.empty(shape, np.float32)
-
-    targets = (rng.random((batch, input_dim)) < 0.13).astype(np.float32)
-    parameters = hidden * input_dim * 2 + hidden * latent * 3 + 2 * hidden + 2 * latent + input_dim
-    adam_arrays = [normal(parameters) for _ in range(2)] + [np.zeros(parameters, np.float32) for _ in range(2)]
-    adam_scalars = [np.float32(s) for s in (0.9, 0.999, 1e-3, 1e-8, 0.0)]
+    images = mv.Tensor((rng.random((batch, input_dim)) < 0.13).astype(np.float32))
+    bound = 1 / np.sqrt(input_dim)
+    weight = mv.Tensor(rng.uniform(-bound, bound, (hidden, input_dim)).astype(np.float32), requires_grad=True)
+    bias = mv.Tensor(rng.uniform(-bound, bound, hidden).astype(np.float32), requires_grad=True)
     return [
-        (f"bias_relu ({batch}×{hidden})", kernels.bias_relu, (normal(batch, hidden), normal(hidden), empty(batch, hidden))),
-        (f"relu_backward ({batch}×{hidden})", kernels.relu_backward,
-         (normal(batch, hidden), normal(batch, hidden), empty(batch, hidden), empty(hidden))),
-        (f"column_sum ({batch}×{input_dim})", kernels.column_sum, (normal(batch, input_dim), empty(input_dim))),
-        (f"bce_with_logits_rows ({batch}×{input_dim})", kernels.bce_with_logits_rows,
-         (3 * normal(batch, input_dim), targets, empty(batch), empty(batch, input_dim))),
-        (f"reparameterize ({batch}×{latent})", kernels.reparameterize,
-         (normal(batch, latent), normal(batch, latent), normal(1, batch, latent), empty(1, batch, latent),
-          empty(batch, latent))),
-        (f"reparameterize_backward ({batch}×{latent})", kernels.reparameterize_backward,
-         (normal(1, batch, latent), normal(batch, latent), normal(1, batch, latent), empty(batch, latent))),
-        (f"gaussian_kl_rows ({batch}×{latent})", kernels.gaussian_kl_rows,
-         (normal(batch, latent), normal(batch, latent), empty(batch), empty(batch, latent))),
-        (f"gaussian_kl_backward ({batch}×{latent})", kernels.gaussian_kl_backward,
-         (normal(batch), normal(batch, latent), normal(batch, latent), empty(batch, latent), empty(batch, latent))),
-        (f"adam_step ({parameters:,} parameters)", kernels.adam_step, (*adam_arrays, *adam_scalars)),
+        (f"linear ({batch}×{input_dim} → {hidden})", functions.linear, (images, weight, bias),
+         normal(batch, hidden, grad=False).data),
+        (f"linear_relu ({batch}×{input_dim} → {hidden})", functions.linear_relu, (images, weight, bias),
+         normal(batch, hidden, grad=False).data),
+        (f"bernoulli_log_prob ({batch}×{input_dim})", functions.bernoulli_log_prob,
+         (normal(batch, input_dim, scale=3.0), images), normal(batch, grad=False).data),
+        (f"gaussian_rsample ({batch}×{latent})", functions.gaussian_rsample,
+         (normal(batch, latent), normal(batch, latent), normal(batch, latent, grad=False)),
+         normal(batch, latent, grad=False).data),
+        (f"kl_to_standard_normal ({batch}×{latent})", functions.kl_to_standard_normal,
+         (normal(batch, latent), normal(batch, latent)), normal(batch, grad=False).data),
     ]
 
 
-def time_kernels(calls: int, block: int = 10) -> list[dict]:
-    """Median seconds per call of each kernel's Numba and NumPy implementations, alternating in blocks."""
+def forward_backward(function, tensors, seed):
+    """One call: the function, then the backward pass from its result; the leaves' gradients cleared first."""
+    for t in tensors:
+        t.grad = None
+    function(*tensors).backward(seed)
+
+
+def adam_case(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0):
+    """(label, {backend: the update of every parameter}) for ``kernels.adam_step``."""
+    rng = np.random.default_rng(seed)
+    parameters = hidden * input_dim * 2 + hidden * latent * 3 + 2 * hidden + 2 * latent + input_dim
+    arrays = [rng.standard_normal(parameters).astype(np.float32) for _ in range(2)] \
+        + [np.zeros(parameters, np.float32) for _ in range(2)]
+    scalars = [np.float32(s) for s in (0.9, 0.999, 1e-3, 1e-8, 0.0)]
+    return (f"adam_step ({parameters:,} parameters)",
+            {"numba": lambda: kernels.adam_step.numba(*arrays, *scalars),
+             "reference": lambda: kernels.adam_step.reference(*arrays, *scalars)})
+
+
+def cases(**shapes):
+    """(label, {"numba": call, "reference": call}) for every case; each call runs on its backend.
+    ``shapes``: batch, hidden, latent, input_dim (the default step's unless given)."""
+    out = []
+    for label, function, tensors, seed in function_cases(**shapes):
+        calls = {}
+        for backend in ("numba", "reference"):
+            def call(backend=backend, function=function, tensors=tensors, seed=seed):
+                with kernels.use(backend):
+                    forward_backward(function, tensors, seed)
+            calls[backend] = call
+        out.append((label + ", forward + backward", calls))
+    out.append(adam_case(**{k: v for k, v in shapes.items() if k != "batch"}))
+    return out
+
+
+def time_kernels(calls: int, block: int = 10, **shapes) -> list[dict]:
+    """Median seconds per call of each case on both backends, alternating in blocks of ``block`` calls
+    (``calls`` per backend in all, at least one block)."""
     results = []
-    for label, kernel, args in kernel_cases():
-        implementations = {"numba": kernel.numba, "numpy": kernel.numpy}
+    for label, implementations in cases(**shapes):
         for function in implementations.values():
-            function(*args)  # compile or load from the cache, and warm up
+            function()  # compile or load from the cache, and warm up
         times = {name: [] for name in implementations}
         for _ in range(max(1, calls // block)):
             for name, function in implementations.items():
                 for _ in range(block):
                     start = time.perf_counter()
-                    function(*args)
+                    function()
                     times[name].append(time.perf_counter() - start)
         medians = {name: float(np.median(t)) for name, t in times.items()}
-        results.append({"kernel": label, "numba_s": medians["numba"], "numpy_s": medians["numpy"],
-                        "speedup": medians["numpy"] / medians["numba"]})
+        results.append({"case": label, "numba_s": medians["numba"], "reference_s": medians["reference"],
+                        "speedup": medians["reference"] / medians["numba"]})
     return results

@@ -3,9 +3,10 @@
 - ``first-step``: import minivae, build the model, run one step; the wall-clock time (``time.time``)
   when the step finished, and how long the import and the step took. With a fresh
   NUMBA_CACHE_DIR the step includes compiling the kernels.
-- ``profile STEPS``: where a minivae step's time goes: every op's forward and VJPs and the Adam
-  updates, timed by wrapping ``Op.__call__``, ``Op.vjp`` and ``Adam.update``, in µs per step
-  (the wrapping itself adds about a microsecond per call).
+- ``profile STEPS``: where a minivae step's time goes: every op's forward and backward and the
+  Adam updates, timed by wrapping ``Op.__call__``, ``Op.backward`` and ``Adam.update`` (and a fused
+  implementation that is a plain function rather than an op), in seconds per step; a call inside a
+  timed one counts as part of it (the wrapping itself adds about a microsecond per call).
 - ``epoch CONTENDER EXAMPLES``: one epoch of batch-128 steps over EXAMPLES binary images with
   ``minivae`` (kernels from MINIVAE_KERNELS) or ``torch``; peak resident memory after
   the imports, after making the data and the model, after the first step and after the epoch.
@@ -112,34 +113,61 @@ def train(contender: str, epochs: int, batch: int = 128, seed: int = 0) -> dict:
     return {"step_times_s": times, "digits": len(images), "epochs": epochs}
 
 
-def profile(steps: int) -> dict:
+def profile(steps: int, **config) -> dict:
+    """Seconds per step of each part of ``steps`` minivae steps (``config``: ``minivae_step``'s arguments);
+    the wrapped methods are restored afterwards."""
+    import functools
     from collections import defaultdict
 
+    from minivae import functions
     from minivae.engine.ops import Op
     from minivae.optim import Adam
 
     from . import contenders
-    step = contenders.minivae_step()
+    step = contenders.minivae_step(**config)
     for _ in range(20):
         step()
-    spent = defaultdict(float)
+    spent, depth = defaultdict(float), [0]
 
     def timing(label, method):
+        """``method`` timed under ``label``; a call made inside a timed one (an op applied to arrays
+        within a backward, say) counts as part of the outer one, so no time is counted twice."""
         def timed(self, *args, **kwargs):
+            if depth[0]:
+                return method(self, *args, **kwargs)
+            depth[0] += 1
             start = time.perf_counter()
             try:
                 return method(self, *args, **kwargs)
             finally:
-                spent[label(self, args)] += time.perf_counter() - start
+                spent[label(self)] += time.perf_counter() - start
+                depth[0] -= 1
         return timed
 
-    Op.__call__ = timing(lambda op, args: f"forward {op.name}", Op.__call__)
-    Op.vjp = timing(lambda op, args: f"vjp {op.name} (argument {args[0]})", Op.vjp)
-    Adam.update = timing(lambda optimizer, args: "adam update (all parameters)", Adam.update)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    total = time.perf_counter() - start
+    originals = [(Op, "__call__", Op.__call__), (Op, "backward", Op.backward), (Adam, "update", Adam.update)]
+    originals += [(f, "fused", f.fused) for f in vars(functions).values() if isinstance(f, functions.Function)]
+    Op.__call__ = timing(lambda op: f"forward {op.name}", Op.__call__)
+    Op.backward = timing(lambda op: f"backward {op.name}", Op.backward)
+    Adam.update = timing(lambda optimizer: "adam update (all parameters)", Adam.update)
+
+    def call(implementation, *args, **kwargs):
+        return implementation(*args, **kwargs)
+
+    # A fused implementation that is a plain function, not an op (the ReLU that joins the linear
+    # layer before it into one linear_relu node), is timed as a forward of its function.
+    for function in vars(functions).values():
+        if isinstance(function, functions.Function) and function.fused is not None \
+                and not isinstance(function.fused, Op):
+            label = f"forward {function.name} (fused: {function.fused.__name__})"
+            function.fused = functools.partial(timing(lambda _, label=label: label, call), function.fused)
+    try:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        total = time.perf_counter() - start
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
     per_step = {label: seconds / steps for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1])}
     per_step["everything else (graph walk, gradient sums, Python)"] = total / steps - sum(per_step.values())
     return {"step_s": total / steps, "parts_s": per_step}

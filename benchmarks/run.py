@@ -4,19 +4,24 @@ Measures, in one run, and prints as markdown tables (and writes as JSON, with PN
 
 - step: the training step of the default model (784-400-20, batch 128, S = 1, float32), at batch 32
   and with S = 10 samples per digit: every contender of ``benchmarks.contenders.CONTENDERS`` in its
-  own process — minivae on the Numba kernels and on the NumPy references, the floor (the step's
-  matrix products alone), PyTorch eager, ``torch.compile`` of the whole step, the whole step under
-  ``jax.jit``, HIPS autograd — with ratios, the targets, and each contender's time in the suite
-  against its own tight loop (the fairness check); and the minivae step cut into its phases;
-- profile: the time of every op's forward and VJPs and of the Adam updates within a step;
-- kernels: each kernel against its NumPy reference;
-- scaling: ms per step against batch size (and, in the full run, hidden width) for every contender;
+  own process — minivae on the fused Numba kernels and on the reference backend (every function as
+  its composition of engine primitives), the floor (the step's matrix products alone), PyTorch
+  eager, ``torch.compile`` of the whole step, the whole step under ``jax.jit``, HIPS autograd — with
+  ratios, the targets, and each contender's time in the suite against its own tight loop (the
+  fairness check); and the minivae step cut into its phases;
+- profile: the time of every op's forward and backward and of the Adam updates within a step;
+- kernels: each fused function (forward and backward) against its composition of engine primitives,
+  and Adam's kernel against its NumPy reference;
+- scaling: ms per step against batch size (and the hidden widths ``--hiddens`` asks for) for every contender;
 - evaluation: ``VAE.importance_weighted_log_likelihood`` at k = 5000 on held-out digits as
   ``minivae evaluate`` calls it, against its floor (its encoder and decoder products alone);
 - train: the per-step time inside ``minivae train`` against plain PyTorch and JAX training loops on
   the same digits and batch order, whole runs alternated;
 - memory: peak resident memory of one training epoch;
 - start-up: a new process's start to its first finished step, with a cold and a warm kernel cache.
+
+A quick run (``--quick``) takes fewer rounds, batch sizes and digits, and leaves out the two longest
+builds, ``torch.compile`` and the evaluation section, unless ``--contenders`` or ``--only`` names them.
 
 Fairness: every contender runs in its own process (``benchmarks.worker``), and the processes take
 turns, so that noise on the machine falls on all of them alike. Each turn is long (about 0.3 s of
@@ -301,7 +306,7 @@ def bench_steps(args, notes: list) -> dict:
 def bench_phases(args, notes: list) -> dict:
     """The minivae step cut into forward, backward and optimizer, on both backends, alternated."""
     workers = {backend: Worker("phases", [DEFAULT], thread_env(args.threads, MINIVAE_KERNELS=backend))
-               for backend in ("numba", "numpy")}
+               for backend in ("numba", "reference")}
     times = {backend: {} for backend in workers}
     try:
         for worker in workers.values():
@@ -377,13 +382,13 @@ def bench_train(args, notes: list) -> dict:
 
 def bench_profile(args, notes: list) -> dict:
     return {backend: oneshot(["profile", str(20 * args.rounds)], thread_env(args.threads, MINIVAE_KERNELS=backend))
-            for backend in ("numba", "numpy")}
+            for backend in ("numba", "reference")}
 
 
 def bench_memory(args, notes: list) -> dict:
     examples = 10_000 if args.quick else 60_000
     runs = {"minivae (numba)": ("minivae", thread_env(args.threads)),
-            "minivae (numpy references)": ("minivae", thread_env(args.threads, MINIVAE_KERNELS="numpy"))}
+            "minivae (reference compositions)": ("minivae", thread_env(args.threads, MINIVAE_KERNELS="reference"))}
     if not contenders.missing("torch"):
         runs["pytorch eager"] = ("torch", thread_env(args.threads))
     return {"examples": examples,
@@ -483,13 +488,20 @@ def report_step(title: str, s: dict) -> list:
     return out
 
 
-PART_GROUPS = (("dense ops (products inside)", ("forward dense", "vjp dense")), ("adam", ("adam",)),
-               ("cross-entropy", ("forward bce", "vjp bce")),
+LINEAR_GROUP = "linear layers (products inside)"
+PART_GROUPS = ((LINEAR_GROUP, ("forward linear", "backward linear", "forward relu (fused",
+                               "forward matmul", "backward matmul", "forward transpose", "backward transpose")),
+               ("adam", ("adam",)),
+               ("bernoulli log-likelihood (fused)", ("forward bernoulli_log_prob", "backward bernoulli_log_prob")),
                ("everything else", ("everything else",)))
 
 
 def grouped_parts(parts: dict) -> dict:
-    """The profile's parts in a few groups, in seconds; the small ops of the loss and latent in "other ops"."""
+    """The profile's parts in a few groups, in seconds; the other ops in "other ops".
+
+    The linear layers are the fused ``linear`` and ``linear_relu`` ops (and the ReLU that joins
+    one), or on the reference backend their products (``matmul``) and transposes; the reference's
+    bias additions, ReLUs and cross-entropy terms are generic ops, so they count in "other ops"."""
     groups = {name: 0.0 for name, _ in PART_GROUPS}
     groups["other ops"] = 0.0
     for label, seconds in parts.items():
@@ -499,7 +511,7 @@ def grouped_parts(parts: dict) -> dict:
                 break
         else:
             groups["other ops"] += seconds
-    order = ["dense ops (products inside)", "adam", "cross-entropy", "other ops", "everything else"]
+    order = [name for name, _ in PART_GROUPS[:-1]] + ["other ops", "everything else"]
     return {name: groups[name] for name in order}
 
 
@@ -515,19 +527,26 @@ def report(results: dict) -> str:
     if "phases" in results:
         p = results["phases"]
         out += ["", "### The minivae step's phases (batch 128)", "",
-                table(["phase", "numba ms", "numpy references ms"],
-                      [[phase, ms(t), ms(p["numpy"][phase])] for phase, t in p["numba"].items()])]
+                table(["phase", "numba ms", "reference (compositions) ms"],
+                      [[phase, ms(t), ms(p["reference"][phase])] for phase, t in p["numba"].items()])]
     if "profile" in results:
         p = results["profile"]
-        labels = list(p["numba"]["parts_s"])
-        out += ["", "### Where a minivae step's time goes (µs per step; matrix products are inside the dense ops)", "",
-                table(["part", "numba", "numpy references"],
-                      [[label, us(p["numba"]["parts_s"][label]), us(p["numpy"]["parts_s"].get(label, float("nan")))]
-                       for label in labels] + [["whole step", us(p["numba"]["step_s"]), us(p["numpy"]["step_s"])]])]
+        parts = {backend: p[backend]["parts_s"] for backend in ("numba", "reference")}
+        rest = "everything else (graph walk, gradient sums, Python)"
+        labels = sorted((set(parts["numba"]) | set(parts["reference"])) - {rest},
+                        key=lambda label: -max(parts["numba"].get(label, 0), parts["reference"].get(label, 0)))
+        out += ["", "### Where a minivae step's time goes (µs per step; matrix products are inside the linear ops "
+                    "on numba, the matmul ops on the reference; an op called inside another's backward counts "
+                    "in that backward)", "",
+                table(["part", "numba", "reference (compositions)"],
+                      [[label] + [us(parts[b][label]) if label in parts[b] else "" for b in parts]
+                       for label in labels + [rest]]
+                      + [["whole step", us(p["numba"]["step_s"]), us(p["reference"]["step_s"])]])]
     if "kernels" in results:
-        out += ["", "### Kernels against their NumPy references (float32)", "",
-                table(["kernel", "numba µs", "numpy µs", "speed-up"],
-                      [[r["kernel"], us(r["numba_s"]), us(r["numpy_s"]), f"{r['speedup']:.1f}×"]
+        out += ["", "### Fused functions against their compositions (float32, the arrays of a default step; "
+                    "Adam's kernel against its NumPy reference)", "",
+                table(["case", "numba µs", "reference µs", "speed-up"],
+                      [[r["case"], us(r["numba_s"]), us(r["reference_s"]), f"{r['speedup']:.1f}×"]
                        for r in results["kernels"]])]
     if results.get("scaling"):
         names = list(dict.fromkeys(name for row in results["scaling"] for name in row["contenders"]))
@@ -599,7 +618,7 @@ def write_charts(results: dict, stem: Path) -> list[Path]:
                 for backend, p in results["profile"].items()}
         floor = results.get("step", {}).get("batch 128", {}).get("contenders", {}).get("floor")
         if floor:
-            bars["floor (matrix products)"] = {"dense ops (products inside)": floor["median_s"] * 1e3}
+            bars["floor (matrix products)"] = {LINEAR_GROUP: floor["median_s"] * 1e3}
         written.append(charts.write(f"{stem}-parts.png", charts.parts_chart(
             bars, "where a training step's time goes, batch 128, ms (profiled: timers add to the small ops)")))
     return written
@@ -607,6 +626,26 @@ def write_charts(results: dict, stem: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------ main
 SECTIONS = ("step", "profile", "kernels", "scaling", "evaluation", "train", "memory", "startup")
+# What a quick run leaves out unless asked for by name (--only, --contenders): the longest builds.
+QUICK_SKIPS_SECTIONS = {"evaluation": "minivae's side is slow at k = 5000"}
+QUICK_SKIPS_CONTENDERS = {"torch-compile": "it compiles for tens of seconds per configuration"}
+
+
+def choose_sections(args) -> list[str]:
+    """Fill in ``args.only`` and ``args.contenders`` where the command line left them out: everything, or
+    in a quick run everything but QUICK_SKIPS_*; a note for each part a quick run leaves out."""
+    notes = []
+    if args.only is None:
+        args.only = [s for s in SECTIONS if not (args.quick and s in QUICK_SKIPS_SECTIONS)]
+        if args.quick:
+            notes += [f"{s} section: not run in a quick run ({why}); --only {s} runs it"
+                      for s, why in QUICK_SKIPS_SECTIONS.items()]
+    if args.contenders is None:
+        args.contenders = [c for c in STEP_CONTENDERS if not (args.quick and c in QUICK_SKIPS_CONTENDERS)]
+        if args.quick and ({"step", "scaling"} & set(args.only)):
+            notes += [f"{CONTENDERS[c].label}: left out of a quick run ({why}); name it in --contenders to run it"
+                      for c, why in QUICK_SKIPS_CONTENDERS.items()]
+    return notes
 
 
 def main(argv=None) -> int:
@@ -614,12 +653,15 @@ def main(argv=None) -> int:
                                      epilog="Peers whose packages are missing are left out with a note; "
                                             f"{contenders.WITHOUT_VARIABLE}=torch,jax leaves installed ones out too.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, configurations and digits")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds, configurations and digits; leaves out torch.compile and the evaluation "
+                             "section unless --contenders or --only names them")
     parser.add_argument("--rounds", type=int, help="turns per contender and configuration (default 10; quick 4)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every pool (default 2)")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
-    parser.add_argument("--contenders", nargs="+", choices=STEP_CONTENDERS, default=list(STEP_CONTENDERS),
-                        help="the step and scaling sections' contenders (default: all)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="sections to run (default: all; quick: all but "
+                                                                    "evaluation)")
+    parser.add_argument("--contenders", nargs="+", choices=STEP_CONTENDERS,
+                        help="the step and scaling sections' contenders (default: all; quick: all but torch-compile)")
     parser.add_argument("--hiddens", nargs="+", type=int, default=[], metavar="WIDTH",
                         help="hidden widths for the scaling section at batch 128, e.g. 100 200 800 1600 (default none)")
     parser.add_argument("--eval-digits", type=int, help="held-out digits of the evaluation (default 64; quick 16)")
@@ -635,8 +677,9 @@ def main(argv=None) -> int:
         if value < 1:
             parser.error(f"{name} must be a positive integer, got {value}")
 
+    notes = choose_sections(args)
+
     os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})  # before NumPy loads
-    notes: list = []
     results = {"threads": args.threads, "quick": args.quick, "machine": machine(),
                "load_average_at_start": os.getloadavg(), "notes": notes}
     progress(f"{results['machine']['cpu']}, {results['machine']['cores']} cores; {load_line(results)}")

@@ -6,7 +6,8 @@ import zlib
 import numpy as np
 import pytest
 
-from benchmarks import charts, contenders, run
+import minivae as mv
+from benchmarks import charts, contenders, micro, oneshot, run
 
 TINY = {"batch": 8, "hidden": 16, "latent": 2, "input_dim": 32, "samples": 1}
 
@@ -21,7 +22,7 @@ def test_a_peer_named_in_the_variable_is_left_out_with_a_note(monkeypatch):
     monkeypatch.setenv(contenders.WITHOUT_VARIABLE, "jax, autograd")
     present, notes = contenders.available()
     assert "jax-jit" not in present and "autograd" not in present
-    assert {"minivae", "minivae-numpy", "floor"} <= set(present)
+    assert {"minivae", "minivae-reference", "floor"} <= set(present)
     assert any("jax.jit" in note and "jax" in note for note in notes)
     assert any("hips autograd" in note for note in notes)
 
@@ -53,6 +54,11 @@ def test_the_step_contenders_run_a_step(samples):
         step = contenders.CONTENDERS[name].build(**{**TINY, "samples": samples}, threads=1)
         step()
         step()
+
+
+def report_header():
+    return {"threads": 1, "quick": True, "machine": run.machine(), "notes": [],
+            "load_average_at_start": (0.0, 0.0, 0.0), "load_average_at_end": (0.0, 0.0, 0.0)}
 
 
 def test_the_pool_measures_present_contenders_and_notes_the_missing_one(monkeypatch):
@@ -146,3 +152,91 @@ def test_every_peer_computes_minivae_loss_on_the_same_parameters_and_noise(sampl
         checked += 1
     if not checked:
         pytest.skip("no peer is installed")
+
+
+def test_the_reference_contender_runs_the_compositions():
+    assert contenders.CONTENDERS["minivae-reference"].env == {"MINIVAE_KERNELS": "reference"}
+    assert contenders.CONTENDERS["minivae"].env == {"MINIVAE_KERNELS": "numba"}
+
+
+def test_each_kernel_case_runs_the_fused_op_on_numba_and_the_composition_on_the_reference():
+    cases = micro.function_cases(batch=4, hidden=8, latent=3, input_dim=16)
+    assert [function.name for _, function, _, _ in cases] == [
+        "linear", "linear_relu", "bernoulli_log_prob", "gaussian_rsample", "kl_to_standard_normal"]
+    for label, function, tensors, seed in cases:
+        gradients = {}
+        for backend in ("numba", "reference"):
+            with mv.kernels.use(backend):
+                out = function(*tensors)
+            ops = mv.op_counts(out)
+            if backend == "numba":
+                assert dict(ops) == {function.name: 1}, label
+            else:
+                assert function.name not in ops and sum(ops.values()) > 1, label
+            assert out.dtype == np.float32 and seed.shape == out.shape
+            with mv.kernels.use(backend):
+                micro.forward_backward(function, tensors, seed)
+            gradients[backend] = [t.grad for t in tensors if t.requires_grad]
+        assert gradients["numba"] and all(g is not None for g in gradients["numba"])
+        for fused, composed in zip(gradients["numba"], gradients["reference"]):
+            np.testing.assert_allclose(fused, composed, rtol=1e-4, atol=1e-5)
+
+
+def test_the_kernels_section_times_both_backends_of_every_case():
+    results = micro.time_kernels(calls=2, block=1, batch=4, hidden=8, latent=3, input_dim=16)
+    assert [r["case"].split(" ")[0] for r in results] == [
+        "linear", "linear_relu", "bernoulli_log_prob", "gaussian_rsample", "kl_to_standard_normal", "adam_step"]
+    for r in results:
+        assert r["numba_s"] > 0 and r["reference_s"] > 0 and r["speedup"] == r["reference_s"] / r["numba_s"]
+    text = run.report({**report_header(), "kernels": results})
+    assert "| case | numba µs | reference µs | speed-up |" in text
+    assert "| linear_relu (4×16 → 8), forward + backward |" in text and "| adam_step (" in text
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_the_profile_times_forwards_backwards_and_adam_and_restores_the_engine(backend):
+    from minivae.engine.ops import Op
+    from minivae.optim import Adam
+    originals = Op.__call__, Op.backward, Adam.update, mv.functions.relu.fused
+    with mv.kernels.use(backend):
+        result = oneshot.profile(3, **TINY)
+    assert (Op.__call__, Op.backward, Adam.update, mv.functions.relu.fused) == originals
+    parts = result["parts_s"]
+    assert all(seconds > 0 for seconds in parts.values()) and sum(parts.values()) == pytest.approx(result["step_s"])
+    assert "adam update (all parameters)" in parts
+    if backend == "numba":
+        assert {"forward linear", "backward linear", "backward linear_relu", "forward relu (fused: relu_after_linear)",
+                "forward bernoulli_log_prob", "backward bernoulli_log_prob", "backward gaussian_rsample",
+                "backward kl_to_standard_normal"} <= set(parts)
+        assert "forward matmul" not in parts
+    else:
+        assert {"forward matmul", "backward matmul", "forward softplus", "backward softplus"} <= set(parts)
+        assert not any("linear" in label or "bernoulli" in label for label in parts)
+    groups = run.grouped_parts(parts)
+    assert list(groups) == [run.LINEAR_GROUP, "adam", "bernoulli log-likelihood (fused)", "other ops",
+                            "everything else"]
+    assert sum(groups.values()) == pytest.approx(sum(parts.values()))
+    assert groups[run.LINEAR_GROUP] > 0 and groups["adam"] > 0
+    other = {"step_s": 1.0, "parts_s": {"forward only_here": 0.25, "everything else (graph walk, gradient sums, "
+                                                                 "Python)": 0.75}}
+    text = run.report({**report_header(), "profile": {backend: result,
+                                                      "reference" if backend == "numba" else "numba": other}})
+    assert "| part | numba | reference (compositions) |" in text and "| whole step |" in text
+    rows = [line.split(" | ")[0][2:] for line in text.splitlines() if line.startswith("| ")][2:]
+    assert len(rows) == len(set(rows)) and set(rows) == set(parts) | {"forward only_here", "whole step"}
+    assert rows[-2:] == ["everything else (graph walk, gradient sums, Python)", "whole step"]
+
+
+def test_a_quick_run_leaves_out_torch_compile_and_the_evaluation_unless_named():
+    import argparse
+    args = argparse.Namespace(quick=True, only=None, contenders=None)
+    notes = run.choose_sections(args)
+    assert "evaluation" not in args.only and {"step", "profile", "kernels", "scaling", "train"} <= set(args.only)
+    assert "torch-compile" not in args.contenders and {"minivae", "minivae-reference", "floor"} <= set(args.contenders)
+    assert len(notes) == 2 and any("--only evaluation" in n for n in notes) and any("torch.compile" in n for n in notes)
+    named = argparse.Namespace(quick=True, only=["evaluation", "step"], contenders=["torch-compile", "floor"])
+    assert run.choose_sections(named) == [] and named.only == ["evaluation", "step"]
+    assert named.contenders == ["torch-compile", "floor"]
+    full = argparse.Namespace(quick=False, only=None, contenders=None)
+    assert run.choose_sections(full) == [] and full.only == list(run.SECTIONS)
+    assert full.contenders == list(contenders.STEP_CONTENDERS)
