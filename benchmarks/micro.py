@@ -5,9 +5,9 @@ seeded with a fixed gradient: with ``kernels.use("numba")`` the fused implementa
 beneath it runs (one op, its kernels), with ``kernels.use("reference")`` the function's composition
 of engine primitives (several ops, each recorded and walked). The arrays have the shapes of the
 default step (784-400-20, batch 128); the tensors that want a gradient are those that want one in
-the step (the images and ε do not). Adam's update has no composition: its kernel
-(``kernels.adam_step.numba``) is timed against its NumPy reference (``.reference``) over all
-652,824 parameters.
+the step (the images and ε do not). Adam's update has no composition: ``minivae.optim.adam_update``
+(its kernel beneath, with the "numba" backend) is timed against its textbook NumPy form (the
+"reference" backend) over all 652,824 parameters.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import minivae as mv
-from minivae import functions, kernels
+from minivae import functions, kernels, optim
 
 
 def function_cases(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0):
@@ -53,15 +53,16 @@ def forward_backward(function, tensors, seed):
 
 
 def adam_case(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0):
-    """(label, {backend: the update of every parameter}) for ``kernels.adam_step``."""
+    """(label, {backend: the update of every parameter}) for ``optim.adam_update``."""
     rng = np.random.default_rng(seed)
     parameters = hidden * input_dim * 2 + hidden * latent * 3 + 2 * hidden + 2 * latent + input_dim
     arrays = [rng.standard_normal(parameters).astype(np.float32) for _ in range(2)] \
         + [np.zeros(parameters, np.float32) for _ in range(2)]
-    scalars = [np.float32(s) for s in (0.9, 0.999, 1e-3, 1e-8, 0.0)]
-    return (f"adam_step ({parameters:,} parameters)",
-            {"numba": lambda: kernels.adam_step.numba(*arrays, *scalars),
-             "reference": lambda: kernels.adam_step.reference(*arrays, *scalars)})
+    def update(backend):
+        with kernels.use(backend):
+            optim.adam_update(*arrays, 10, 1e-3, 0.9, 0.999, 1e-8)
+    return (f"adam_update ({parameters:,} parameters)",
+            {"numba": lambda: update("numba"), "reference": lambda: update("reference")})
 
 
 def cases(**shapes):

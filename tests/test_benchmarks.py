@@ -185,12 +185,12 @@ def test_each_kernel_case_runs_the_fused_op_on_numba_and_the_composition_on_the_
 def test_the_kernels_section_times_both_backends_of_every_case():
     results = micro.time_kernels(calls=2, block=1, batch=4, hidden=8, latent=3, input_dim=16)
     assert [r["case"].split(" ")[0] for r in results] == [
-        "linear", "linear_relu", "bernoulli_log_prob", "gaussian_rsample", "kl_to_standard_normal", "adam_step"]
+        "linear", "linear_relu", "bernoulli_log_prob", "gaussian_rsample", "kl_to_standard_normal", "adam_update"]
     for r in results:
         assert r["numba_s"] > 0 and r["reference_s"] > 0 and r["speedup"] == r["reference_s"] / r["numba_s"]
     text = run.report({**report_header(), "kernels": results})
     assert "| case | numba µs | reference µs | speed-up |" in text
-    assert "| linear_relu (4×16 → 8), forward + backward |" in text and "| adam_step (" in text
+    assert "| linear_relu (4×16 → 8), forward + backward |" in text and "| adam_update (" in text
 
 
 @pytest.mark.parametrize("backend", ["numba", "reference"])
