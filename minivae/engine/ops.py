@@ -415,8 +415,8 @@ def sigmoid_vjp(ctx, g):
 
 @primitive
 def softplus(x):
-    """log(1 + e^x), computed as logaddexp(0, x) so that it never overflows."""
-    return np.logaddexp(0, x)
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no exponential overflows, and log1p keeps the tail exact."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
 @softplus.defvjp
