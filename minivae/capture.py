@@ -37,13 +37,16 @@ import math
 
 import numpy as np
 
-from .engine import Tensor, enable_grad
+from .engine import Tensor, enable_grad, ops
 from .engine.graph import topological_order
 from .engine.tensor import BackwardContext, unbroadcast
-from .kernels import adam_update, backend
+from .kernels import adam_update, backend, fused
 from .optim import Adam, Optimizer
 
 _NO_CONTEXT = contextlib.nullcontext()
+_STRUCTURAL = ("add", "sub", "neg", "sum", "mean", "reshape", "transpose", "broadcast_to", "sum_to")
+"""Engine ops whose backward reads no value, only the output gradient and shapes: where their output
+gradient is a constant, so are the gradients they hand on (computed once, when traced)."""
 
 __all__ = ["capture_step", "CapturedStep", "CaptureError", "NonFiniteError"]
 
@@ -103,7 +106,10 @@ class _Program:
         self.forward = []       # (forward, input slots, static, output slot, saves)
         self.backward = []      # (vjp, ctx, input slots, node slot, ((target slot | None, adds), ...))
         self.root = None        # the loss's slot
-        self.gradients = []     # (parameter slot, index in the flat list)
+        self.params = []        # (parameter slot, index in the flat buffer's list)
+        self.gradients = []     # (slot, index): gradients copied into the flat buffer after the backward
+        self.outs = []          # (ctx, (weight index, bias index)): gradients a backward writes in place
+        self.initial_grads = [] # the gradients at the start of the backward (the constant ones)
         self.text = []          # the listing
 
 
@@ -159,29 +165,16 @@ class CapturedStep:
         return values, saved
 
     def _backward(self, program: _Program, values, saved) -> None:
-        grads = [None] * len(values)
-        grads[program.root] = np.ones_like(values[program.root])
-        shapes = program.shapes
+        grads, shapes = program.initial_grads[:], program.shapes
         for vjp, ctx, inputs, node, targets in program.backward:
-            ctx.inputs = tuple([values[i] for i in inputs])
-            ctx.ans, ctx.saved = values[node], saved[node]
-            g, grads[node] = grads[node], None
-            input_grads = vjp(ctx, g)
-            ctx.inputs = ctx.ans = ctx.saved = None  # hold no array between steps
-            for (target, adds), pg in zip(targets, input_grads):
-                if target is None:
-                    continue
-                if isinstance(pg, Tensor):
-                    pg = pg.data
-                if pg.shape != shapes[target]:
-                    pg = unbroadcast(pg, shapes[target], "captured step")
-                grads[target] = grads[target] + pg if adds else pg
+            _run_vjp(vjp, ctx, inputs, node, targets, values, saved, grads, shapes)
         flat = self._flat
         for slot, i in program.gradients:
             np.copyto(flat.grad_views[i], grads[slot])
-        if self.check_finite and not np.isfinite(flat.grad.sum(dtype=np.float64)):
-            bad = next(i for i, g in enumerate(flat.grad_views) if not np.isfinite(g).all())
-            raise NonFiniteError(f"the gradient of {self._name(flat.params[bad])} has non-finite values")
+        if self.check_finite and not np.isfinite(np.add.reduce(flat.grad)):
+            bad = [i for i, g in enumerate(flat.grad_views) if not np.isfinite(g).all()]
+            if bad:  # (else only the float32 sum overflowed)
+                raise NonFiniteError(f"the gradient of {self._name(flat.params[bad[0]])} has non-finite values")
 
     def _update(self) -> None:
         flat, optimizer = self._flat, self.optimizer
@@ -239,8 +232,6 @@ class CapturedStep:
             depends[id(node)] = any(depends.get(id(p), id(p) in params) for p in node.parents)
             forward_text.append(f"  %{out} = {node.op.name}({', '.join([f'%{i}' for i in inputs] + _statics(node))})"
                                 f"  -> {node.shape} {node.dtype}")
-        if not depends.get(id(loss)):
-            raise CaptureError("captured step: the loss depends on no parameter of the optimizer")
         program.root = slots[id(loss)]
 
         # the leaves: the batch, the draws, the parameters, the constants
@@ -270,6 +261,8 @@ class CapturedStep:
                 constant_text.append(f"  %{slot} = constant {_value_text(node.data)}")
         if program.input is None:
             raise CaptureError("captured step: the loss does not depend on the batch x")
+        if not depends.get(id(loss)):
+            raise CaptureError("captured step: the loss depends on no parameter of the optimizer")
         if len(program.draws) != len(draws):
             raise CaptureError(f"captured step: {len(draws) - len(program.draws)} draw(s) of the generator do not "
                                f"enter the graph as they were drawn; pass each draw to an op unchanged")
@@ -286,8 +279,8 @@ class CapturedStep:
             param_text.append(f"  %{slot} = {self._name(p)}  {p.shape} {p.dtype}  params[{start}:{start + p.size}]")
 
         # backward: reverse topological order over the nodes that depend on a parameter
-        backward_text = [f"  d%{program.root} = 1"]
-        assigned = set()
+        param_slots = {slot: i for i, (_, slot) in enumerate(sorted(used_params))}
+        entries, contributions = [], {}
         for node in reversed(order):
             if node.op is None or not depends[id(node)]:
                 continue
@@ -296,39 +289,65 @@ class CapturedStep:
             ctx.static = dict(node.static)
             ctx.__dict__.update(node.static)
             ctx.needs_grad = needs
-            targets, names = [], []
+            targets = []
             for parent, needed in zip(node.parents, needs):
-                if not needed:
-                    targets.append((None, False))
+                target = slots[id(parent)] if needed else None
+                targets.append((target, contributions.get(target, 0) > 0))
+                if needed:
+                    contributions[target] = contributions.get(target, 0) + 1
+            entries.append([node, ctx, targets])
+        for slot in param_slots:
+            if slot not in contributions:
+                raise CaptureError(f"captured step: no gradient reaches {self._name(flat.params[param_slots[slot]])}")
+
+        # a fused linear layer's backward writes the gradients of its weight and bias straight into the flat
+        # buffer, when no other op adds to them
+        direct = {}
+        for node, ctx, targets in entries:
+            if node.op is fused.linear or node.op is fused.linear_relu:
+                out = [None, None]
+                for k in (1, 2):
+                    target = targets[k][0]
+                    if target in param_slots and contributions[target] == 1:
+                        out[k - 1] = param_slots[target]
+                        direct[target] = param_slots[target]
+                        targets[k] = (None, False)
+                if out != [None, None]:
+                    program.outs.append((ctx, tuple(out)))
+
+        # gradients that do not depend on any value (the loss's averages, sums and signs) are computed once
+        not_constant, folded = set(), []
+        for node, ctx, targets in entries:
+            slot = slots[id(node)]
+            fold = (slot == program.root or (slot in contributions and slot not in not_constant)) and \
+                node.op is getattr(ops, node.op.name, None) and node.op.name in _STRUCTURAL and \
+                not any(target in not_constant for target, _ in targets)
+            folded.append(fold)
+            if not fold:
+                not_constant.update(target for target, _ in targets if target is not None)
+
+        backward_text = [f"  d%{program.root} = 1"]
+        for (node, ctx, targets), fold in zip(entries, folded):
+            slot = slots[id(node)]
+            names = []
+            for k, (target, adds) in enumerate(targets):
+                parent_slot = slots[id(node.parents[k])]
+                if parent_slot in direct and target is None and ctx.needs_grad[k]:
+                    names.append(f"grads[{self._name(node.parents[k])}]")
+                elif target is None:
                     names.append("_")
-                    continue
-                target = slots[id(parent)]
-                targets.append((target, target in assigned))
-                names.append(f"d%{target}{' (+=)' if target in assigned else ''}")
-                assigned.add(target)
-            node_slot = slots[id(node)]
-            program.backward.append((node.op.vjp, ctx, [slots[id(p)] for p in node.parents], node_slot,
-                                     tuple(targets)))
-            backward_text.append(f"  {', '.join(names)} = {node.op.name}.vjp(d%{node_slot})")
-        for i, (index, slot) in enumerate(sorted(used_params)):
-            if slot not in assigned:
-                raise CaptureError(f"captured step: no gradient reaches {self._name(self.optimizer.params[index])}")
-            program.gradients.append((slot, i))
+                else:
+                    names.append(f"d%{target}{' (+=)' if adds else ''}")
+            line = f"  {', '.join(names)} = {node.op.name}.vjp(d%{slot})"
+            backward_text.append(line + ("    [constant: computed once, when traced]" if fold else ""))
+            if not fold:
+                program.backward.append((node.op.vjp, ctx, [slots[id(p)] for p in node.parents], slot,
+                                         tuple(targets)))
+        program.params = list(param_slots.items())
+        program.gradients = [(slot, i) for slot, i in param_slots.items() if slot not in direct]
+        self._relink(program)
 
-        update = (f"  adam_update(params, grads, m, v) over {flat.param.size} {flat.param.dtype} elements, one call"
-                  if isinstance(self.optimizer, Adam) else f"  {type(self.optimizer).__name__}.step()")
-        program.text = [f"captured step for x {batch.shape} {batch.dtype} ({backend.active()} kernels): "
-                        f"{len(program.forward)} forward, {len(program.backward)} backward instructions",
-                        "inputs (each step):", *input_text,
-                        "parameters (views into one flat buffer; their gradients into another):", *param_text,
-                        "constants:", *(constant_text or ["  (none)"]),
-                        "forward:", *forward_text,
-                        "backward (d%i: the gradient of the loss with respect to %i):", *backward_text,
-                        "gradients:", *[f"  grads[{self._name(self.optimizer.params[index])}] = d%{slot}"
-                                        for index, slot in sorted(used_params)],
-                        "update:", update]
-
-        # the first step continues from the traced forward's values
+        # the values of the traced forward: the first step continues from them, and the constant gradients
         values = program.constants[:]
         saved = [None] * len(values)
         values[program.input] = batch.data
@@ -336,6 +355,29 @@ class CapturedStep:
             slot = slots[id(node)]
             if id(node) not in params:
                 values[slot], saved[slot] = node.data, node.saved
+        grads = [None] * len(values)
+        grads[program.root] = np.ones_like(loss.data)
+        for (node, ctx, targets), fold in zip(entries, folded):
+            if fold:
+                _run_vjp(node.op.vjp, ctx, [slots[id(p)] for p in node.parents], slots[id(node)], targets, values,
+                         saved, grads, program.shapes)
+        program.initial_grads = grads
+
+        update = (f"  adam_update(params, grads, m, v) over {flat.param.size} {flat.param.dtype} elements, one call"
+                  if isinstance(self.optimizer, Adam) else f"  {type(self.optimizer).__name__}.step()")
+        program.text = [f"captured step for x {batch.shape} {batch.dtype} ({backend.active()} kernels): "
+                        f"{len(program.forward)} forward, {len(program.backward)} backward instructions "
+                        f"({sum(folded)} more backward ones folded into constants)",
+                        "inputs (each step):", *input_text,
+                        "parameters (views into one flat buffer; their gradients into another):", *param_text,
+                        "constants:", *(constant_text or ["  (none)"]),
+                        "forward:", *forward_text,
+                        "backward (d%i: the gradient of the loss with respect to %i):", *backward_text,
+                        "gradients (the others were written in place above):",
+                        *([f"  grads[{self._name(flat.params[i])}] = d%{slot}" for slot, i in program.gradients]
+                          or ["  (none)"]),
+                        "update:", update]
+
         return program, values, saved
 
     # ----------------------------------------------------------------- the flat buffers
@@ -351,6 +393,8 @@ class CapturedStep:
         if len(dtypes) != 1:
             raise CaptureError(f"captured step: the parameters have several dtypes ({sorted(map(str, dtypes))})")
         self._flat = _Flat(params, indices, self.optimizer)
+        for program in self.programs.values():
+            self._relink(program)
         return self._flat
 
     def _check_flat(self) -> None:
@@ -359,8 +403,15 @@ class CapturedStep:
         if not flat.linked():
             self._flat = _Flat(flat.params, flat.indices, self.optimizer)
             for program in self.programs.values():
-                for slot, i in program.gradients:
-                    program.constants[slot] = self._flat.param_views[i]
+                self._relink(program)
+
+    def _relink(self, program: _Program) -> None:
+        """Point a program's parameter slots and in-place gradient outputs at the current flat buffers."""
+        flat = self._flat
+        for slot, i in program.params:
+            program.constants[slot] = flat.param_views[i]
+        for ctx, out in program.outs:
+            ctx.out = tuple(None if i is None else flat.grad_views[i] for i in out)
 
     def _name(self, p) -> str:
         if id(p) in self.names:
@@ -429,6 +480,23 @@ class _Flat:
         state = self.optimizer.state
         return all(state[buffer][i] is view for buffer, views in self.moment_views.items()
                    for i, view in zip(self.indices, views))
+
+
+def _run_vjp(vjp, ctx, inputs, node, targets, values, saved, grads, shapes) -> None:
+    """One backward instruction: the op's vjp on arrays, its results added into its inputs' gradients."""
+    ctx.inputs = tuple([values[i] for i in inputs])
+    ctx.ans, ctx.saved = values[node], saved[node]
+    g, grads[node] = grads[node], None
+    input_grads = vjp(ctx, g)
+    ctx.inputs = ctx.ans = ctx.saved = None  # hold no array between steps
+    for (target, adds), pg in zip(targets, input_grads):
+        if target is None:
+            continue
+        if isinstance(pg, Tensor):
+            pg = pg.data
+        if pg.shape != shapes[target]:
+            pg = unbroadcast(pg, shapes[target], "captured step")
+        grads[target] = grads[target] + pg if adds else pg
 
 
 # ---------------------------------------------------------------------------- text
