@@ -20,6 +20,12 @@ parser.add_argument("--turns", type=int, default=400, help="timed turns per conf
 parser.add_argument("--warmup", type=int, default=30, help="untimed turns first (default 30)")
 parser.add_argument("--configs", default="128x1,32x1,128x10", help="batch x samples, comma-separated")
 parser.add_argument("--threads", default="2", help="OPENBLAS_NUM_THREADS (default 2)")
+parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall: perf_counter; cpu: this thread's CPU time (only with --threads 1), which leaves out "
+                         "the time other processes hold the cores")
+parser.add_argument("--startup", type=int, default=0, metavar="N",
+                    help="instead: N fresh processes per contender (alternating) measuring the time from start to the "
+                         "first finished step and the peak resident memory after 50 steps")
 parser.add_argument("--backend", default="numba", choices=["numba", "reference"], help="kernel backend")
 
 
@@ -72,12 +78,57 @@ def contenders(batch: int, samples: int, seed=0):
     return {"eager": eager(), "captured": captured(), "floor": floor_step(batch, samples)}
 
 
+STARTUP = r"""
+import resource, sys, time
+started = time.perf_counter()
+import numpy as np
+import minivae as mv
+from minivae.capture import capture_step
+x = (np.random.default_rng(0).random((128, 784), dtype=np.float32) < 0.13).astype(np.float32)
+model = mv.VAE(784, (400,), 20, rng=0)
+optimizer, rng = mv.Adam(model.parameters(), lr=1e-3), np.random.default_rng(0)
+if sys.argv[1] == "captured":
+    run = capture_step(model, optimizer)
+    step = lambda: run(x, rng)
+else:
+    def step():
+        optimizer.zero_grad()
+        model.negative_elbo(mv.Tensor(x), rng).backward()
+        optimizer.step()
+step()
+first = time.perf_counter() - started
+for _ in range(49):
+    step()
+print(first * 1e3, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def startup(rounds: int) -> None:
+    import subprocess
+    import sys
+    results = {"eager": [], "captured": []}
+    for turn in range(rounds):
+        for name in (["eager", "captured"] if turn % 2 == 0 else ["captured", "eager"]):
+            out = subprocess.run([sys.executable, "-c", STARTUP, name], capture_output=True, text=True, check=True)
+            results[name].append([float(v) for v in out.stdout.split()])
+    for name, rows in results.items():
+        print(f"{name}: start to first finished step {statistics.median(r[0] for r in rows):.0f} ms, peak resident "
+              f"memory after 50 steps {statistics.median(r[1] for r in rows):.1f} MiB (medians of {rounds})")
+
+
 def main(argv=None) -> None:
     args = parser.parse_args(argv)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", args.threads)
+    os.environ["OPENBLAS_NUM_THREADS"] = args.threads  # before NumPy loads (it is imported below)
     os.environ["MINIVAE_KERNELS"] = args.backend
+    if args.clock == "cpu" and args.threads != "1":
+        parser.error("--clock cpu counts this thread only: use it with --threads 1")
+    clock = time.perf_counter if args.clock == "wall" else time.thread_time
     print(f"load average before: {os.getloadavg()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
-          f"{args.backend} kernels, {args.turns} turns", flush=True)
+          f"{args.backend} kernels, {args.turns} turns, {args.clock} clock", flush=True)
+    if args.startup:
+        startup(args.startup)
+        print(f"load average after: {os.getloadavg()}")
+        return
     for config in args.configs.split(","):
         batch, samples = (int(n) for n in config.split("x"))
         runs = contenders(batch, samples)
@@ -86,9 +137,9 @@ def main(argv=None) -> None:
         for turn in range(args.warmup + args.turns):
             order = names[turn % 3:] + names[:turn % 3]
             for name in order:
-                started = time.perf_counter()
+                started = clock()
                 runs[name]()
-                elapsed = time.perf_counter() - started
+                elapsed = clock() - started
                 if turn >= args.warmup:
                     times[name].append(elapsed * 1e3)
         median = {name: statistics.median(t) for name, t in times.items()}

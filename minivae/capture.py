@@ -20,10 +20,12 @@ ops are the eager engine's own (the eager step is the definition), so the captur
 eager step's losses, gradients and parameters bit for bit; the tests hold it to that.
 ``print(step)`` (or ``step.program()``) lists the program.
 
-The parameters stay the model's objects: ``param.data`` becomes a view into the flat buffer (and
-each Adam moment a view into its own), so ``state_dict``/``load_state_dict`` of the model and of
+The parameters stay the model's objects: from ``capture_step`` on, ``param.data`` is a view into
+the flat buffer (and each Adam moment a view into its own), so ``state_dict``/``load_state_dict`` of the model and of
 the optimizer keep working, and the eager step can run on the same model in between. After a
-step, ``param.grad`` is the parameter's view into the flat gradient buffer.
+step, ``param.grad`` is the parameter's view into the flat gradient buffer. When some parameter of
+the optimizer gets no gradient, or the parameters' step counts differ, the update falls back to
+``optimizer.step()``, which updates only those with a gradient, as the eager step does.
 
 What a program may hold, checked when it is made (``CaptureError`` otherwise): leaves that are the
 batch, draws of the generator passed in (used as they were drawn), the optimizer's parameters,
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 
 import numpy as np
 
@@ -107,6 +110,7 @@ class _Program:
         self.backward = []      # (vjp, ctx, input slots, node slot, ((target slot | None, adds), ...))
         self.root = None        # the loss's slot
         self.params = []        # (parameter slot, index in the flat buffer's list)
+        self.unused = []        # the indices of the parameters no gradient reaches
         self.gradients = []     # (slot, index): gradients copied into the flat buffer after the backward
         self.outs = []          # (ctx, (weight index, bias index)): gradients a backward writes in place
         self.initial_grads = [] # the gradients at the start of the backward (the constant ones)
@@ -125,7 +129,10 @@ class CapturedStep:
             else {}
         self.programs = {}
         self.traces = 0
-        self._flat = None
+        dtypes = {p.dtype for p in optimizer.params}
+        if len(dtypes) != 1:
+            raise CaptureError(f"captured step: the parameters have several dtypes ({sorted(map(str, dtypes))})")
+        self._flat = _Flat(optimizer)
 
     # ----------------------------------------------------------------- running
     def __call__(self, x, rng) -> float:
@@ -148,7 +155,7 @@ class CapturedStep:
             if self.check_finite and not math.isfinite(loss):
                 raise NonFiniteError(f"the loss is {float(loss)}")
             self._backward(program, values, saved)
-        self._update()
+        self._update(program)
         return float(loss)
 
     def _forward(self, program: _Program, x, rng):
@@ -171,23 +178,23 @@ class CapturedStep:
         flat = self._flat
         for slot, i in program.gradients:
             np.copyto(flat.grad_views[i], grads[slot])
-        if self.check_finite and not np.isfinite(np.add.reduce(flat.grad)):
-            bad = [i for i, g in enumerate(flat.grad_views) if not np.isfinite(g).all()]
-            if bad:  # (else only the float32 sum overflowed)
-                raise NonFiniteError(f"the gradient of {self._name(flat.params[bad[0]])} has non-finite values")
+        if self.check_finite and not np.isfinite(flat.grad).all():
+            bad = next(i for i, g in enumerate(flat.grad_views) if not np.isfinite(g).all())
+            raise NonFiniteError(f"the gradient of {self._name(flat.params[bad])} has non-finite values")
 
-    def _update(self) -> None:
+    def _update(self, program: _Program) -> None:
         flat, optimizer = self._flat, self.optimizer
         for p, g in zip(flat.params, flat.grad_views):
             p.grad = g
-        for p in flat.unused:
-            p.grad = None  # as zero_grad before an eager step
-        steps = optimizer.steps[flat.indices]
-        if not isinstance(optimizer, Adam) or (steps != steps[0]).any():
-            optimizer.step()  # per parameter: another optimizer, or Adam at different step counts
+        for i in program.unused:
+            flat.params[i].grad = None  # no gradient reaches it: the eager step leaves it as it is
+        steps = optimizer.steps
+        if program.unused or not isinstance(optimizer, Adam) or (steps != steps[0]).any():
+            optimizer.step()  # per parameter: another optimizer, some parameters unused, or different step counts
             return
-        optimizer.steps[flat.indices] += 1
-        adam_update(flat.param, flat.grad, flat.m, flat.v, int(steps[0]) + 1, optimizer.lr, optimizer.beta1,
+        step = int(steps[0]) + 1
+        steps += 1
+        adam_update(flat.param, flat.grad, flat.m, flat.v, step, optimizer.lr, optimizer.beta1,
                     optimizer.beta2, optimizer.eps, optimizer.weight_decay)
 
     # ----------------------------------------------------------------- tracing
@@ -270,16 +277,19 @@ class CapturedStep:
         input_text += [f"  %{slot} = rng.{method}({_call_args(args, kwargs)})  {program.shapes[slot]}"
                        for slot, method, args, kwargs in program.draws]
 
-        flat = self._flatten(sorted(used_params))
+        flat = self._flat
+        self._check_flat()
+        used = {index for index, _ in used_params}
+        program.unused = [i for i in range(len(flat.params)) if i not in used]
         param_text = []
-        for i, (index, slot) in enumerate(sorted(used_params)):
-            p = self.optimizer.params[index]
+        for index, slot in sorted(used_params):
+            i, p = index, self.optimizer.params[index]
             program.constants[slot] = flat.param_views[i]
             start = flat.offsets[i]
             param_text.append(f"  %{slot} = {self._name(p)}  {p.shape} {p.dtype}  params[{start}:{start + p.size}]")
 
         # backward: reverse topological order over the nodes that depend on a parameter
-        param_slots = {slot: i for i, (_, slot) in enumerate(sorted(used_params))}
+        param_slots = {slot: index for index, slot in sorted(used_params)}
         entries, contributions = [], {}
         for node in reversed(order):
             if node.op is None or not depends[id(node)]:
@@ -381,27 +391,11 @@ class CapturedStep:
         return program, values, saved
 
     # ----------------------------------------------------------------- the flat buffers
-    def _flatten(self, used: list) -> "_Flat":
-        """One flat buffer each for the used parameters, their gradients and (Adam) the two moments;
-        the parameters' arrays and the optimizer's moments become views into them."""
-        indices = [index for index, _ in used]
-        if self._flat is not None and self._flat.indices == indices:
-            self._check_flat()
-            return self._flat
-        params = [self.optimizer.params[i] for i in indices]
-        dtypes = {p.dtype for p in params}
-        if len(dtypes) != 1:
-            raise CaptureError(f"captured step: the parameters have several dtypes ({sorted(map(str, dtypes))})")
-        self._flat = _Flat(params, indices, self.optimizer)
-        for program in self.programs.values():
-            self._relink(program)
-        return self._flat
-
     def _check_flat(self) -> None:
         """Re-link parameters or moments whose arrays were replaced since the buffers were made."""
         flat = self._flat
         if not flat.linked():
-            self._flat = _Flat(flat.params, flat.indices, self.optimizer)
+            self._flat = _Flat(self.optimizer)
             for program in self.programs.values():
                 self._relink(program)
 
@@ -439,20 +433,19 @@ class CapturedStep:
 class _Flat:
     """The flat buffers: parameters, gradients and (Adam) m and v, with the per-parameter views."""
 
-    def __init__(self, params: list, indices: list, optimizer: Optimizer):
-        self.params, self.indices = params, indices
+    def __init__(self, optimizer: Optimizer):
+        self.params = params = list(optimizer.params)
+        self.indices = indices = range(len(params))
         sizes = [p.size for p in params]
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         dtype = params[0].dtype
         self.param = np.empty(sum(sizes), dtype)
-        self.grad = np.zeros(sum(sizes), dtype)
         self.param_views = self._views(self.param, [p.data for p in params])
-        self.grad_views = self._views(self.grad, None)
         for p, view in zip(params, self.param_views):
-            p.data = view
+            p.data = view  # the former arrays are released here
+        self.grad = np.zeros(sum(sizes), dtype)
+        self.grad_views = self._views(self.grad, None)
         self.optimizer = optimizer
-        used = {id(p) for p in params}
-        self.unused = [p for p in optimizer.params if id(p) not in used]
         self.m = self.v = None
         self.moment_views = {}
         if isinstance(optimizer, Adam):
@@ -475,11 +468,11 @@ class _Flat:
 
     def linked(self) -> bool:
         """Whether every parameter's array and every moment is still its view into the flat buffers."""
-        if any(p.data is not view for p, view in zip(self.params, self.param_views)):
+        if not all(map(operator.is_, [p.data for p in self.params], self.param_views)):
             return False
         state = self.optimizer.state
-        return all(state[buffer][i] is view for buffer, views in self.moment_views.items()
-                   for i, view in zip(self.indices, views))
+        return all(all(map(operator.is_, [state[buffer][i] for i in self.indices], views))
+                   for buffer, views in self.moment_views.items())
 
 
 def _run_vjp(vjp, ctx, inputs, node, targets, values, saved, grads, shapes) -> None:

@@ -71,6 +71,25 @@ def test_sgd_and_deeper_networks_same_as_eager(backend):
         run_both(batches([16, 16, 16]), optimizer="sgd", hidden=(24, 12), latent=3)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_parameter_without_gradient_is_left_as_the_eager_step_leaves_it(backend):
+    xs = batches([8] * 3)
+    results = []
+    for capture in (False, True):
+        model = mv.VAE(784, (16,), 2, rng=0)
+        unused = mv.nn.Parameter(np.ones(3, np.float32))
+        opt = mv.Adam([*model.parameters(), unused], lr=1e-3)
+        rng = np.random.default_rng(0)
+        step = capture_step(model, opt) if capture else None
+        with kernels.use(backend):
+            losses = [step(x, rng) if capture else eager_step(model, opt, x, rng) for x in xs]
+        results.append((losses, model.state_dict(), unused.data.copy(), unused.grad, opt.steps.copy()))
+    (eager_losses, eager_state, eager_unused, eager_grad, eager_steps), (losses, state, kept, grad, steps) = results
+    assert losses == eager_losses and np.array_equal(kept, eager_unused) and grad is eager_grad is None
+    assert all(np.array_equal(eager_state[k], v) for k, v in state.items())
+    assert np.array_equal(steps, eager_steps) and steps[-1] == 0
+
+
 def test_switching_backend_traces_again():
     model, opt = make()
     step = capture_step(model, opt)
@@ -149,6 +168,15 @@ def test_replaced_parameter_arrays_are_linked_again():
                                                            np.random.default_rng(1))
     assert_same(reference_model, model)
     assert np.shares_memory(p.data, step._flat.param)
+
+
+def test_parameters_become_views_into_one_buffer_at_capture():
+    model, opt = make()
+    before = model.state_dict()
+    step = capture_step(model, opt)
+    assert all(np.shares_memory(p.data, step._flat.param) for p in model.parameters())
+    assert all(np.shares_memory(m, step._flat.m) for m in opt.state["m"])
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_program_lists_every_instruction():
