@@ -189,8 +189,11 @@ class CapturedStep:
         for i in program.unused:
             flat.params[i].grad = None  # no gradient reaches it: the eager step leaves it as it is
         steps = optimizer.steps
-        if program.unused or not isinstance(optimizer, Adam) or (steps != steps[0]).any():
-            optimizer.step()  # per parameter: another optimizer, some parameters unused, or different step counts
+        if program.unused or not isinstance(optimizer, Adam) or (steps != steps[0]).any() or \
+                backend.active() != "numba":
+            # per parameter: another optimizer, some parameters unused, different step counts, or the NumPy
+            # reference update, whose temporaries are cheaper per parameter than over the whole buffer
+            optimizer.step()
             return
         step = int(steps[0]) + 1
         steps += 1
@@ -219,7 +222,7 @@ class CapturedStep:
         drawn = {id(result): (method, args, kwargs) for method, args, kwargs, result in draws
                  if isinstance(result, np.ndarray)}
         params = {id(p): i for i, p in enumerate(self.optimizer.params)}
-        used_params, depends, text, leaves = [], {}, program.text, []
+        used_params, depends, leaves = [], {}, []
 
         def slot_of(node) -> int:
             if id(node) not in slots:
@@ -374,7 +377,8 @@ class CapturedStep:
         program.initial_grads = grads
 
         update = (f"  adam_update(params, grads, m, v) over {flat.param.size} {flat.param.dtype} elements, one call"
-                  if isinstance(self.optimizer, Adam) else f"  {type(self.optimizer).__name__}.step()")
+                  if isinstance(self.optimizer, Adam) and not program.unused and backend.active() == "numba"
+                  else f"  {type(self.optimizer).__name__}.step() (per parameter)")
         program.text = [f"captured step for x {batch.shape} {batch.dtype} ({backend.active()} kernels): "
                         f"{len(program.forward)} forward, {len(program.backward)} backward instructions "
                         f"({sum(folded)} more backward ones folded into constants)",

@@ -230,8 +230,9 @@ def test_draws_that_do_not_enter_the_graph_unchanged_are_refused():
     shifted = lambda x, rng: model.negative_elbo(x, rng) + float(rng.random()) * 0
     with pytest.raises(CaptureError, match="draw"):
         capture_step(model, opt, shifted)(x, np.random.default_rng(0))
-    scaled = lambda x, rng: model.negative_elbo(x, rng) + (mv.Tensor(rng.standard_normal(3, dtype=np.float32) * 2) * next(
-        model.parameters()).sum()).sum()
+    def scaled(x, rng):
+        noise = mv.Tensor(rng.standard_normal(3, dtype=np.float32) * 2)  # a draw changed outside the engine
+        return model.negative_elbo(x, rng) + (noise * next(model.parameters()).sum()).sum()
     with pytest.raises(CaptureError, match="draw"):
         capture_step(model, opt, scaled)(x, np.random.default_rng(0))
 
