@@ -51,9 +51,12 @@ def _affine_rows(x, weight, bias, relu: bool):
 
 
 def _affine_vjp(ctx, g, relu: bool):
+    """The three gradients; the weight's and the bias's go into ``ctx.out`` when the context has it (a pair of
+    preallocated arrays or None each, as the captured step's contexts do; the eager walk's do not)."""
     x, weight, bias = ctx.inputs
+    out_weight, out_bias = getattr(ctx, "out", None) or (None, None)
     g_rows = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
-    grad_bias = np.empty(g.shape[-1], g.dtype)
+    grad_bias = np.empty(g.shape[-1], g.dtype) if out_bias is None else out_bias
     if relu:
         grad_pre = np.empty(g_rows.shape, g.dtype)
         activations.relu_backward(g_rows, ctx.ans.reshape(g_rows.shape), grad_pre, grad_bias)
@@ -61,7 +64,7 @@ def _affine_vjp(ctx, g, relu: bool):
         grad_pre = g_rows
         activations.column_sum(g_rows, grad_bias)
     grad_x = (grad_pre @ weight).reshape(x.shape) if ctx.needs_grad[0] else None
-    grad_weight = grad_pre.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_grad[1] else None
+    grad_weight = np.matmul(grad_pre.T, x.reshape(-1, x.shape[-1]), out=out_weight) if ctx.needs_grad[1] else None
     return grad_x, grad_weight, grad_bias
 
 
