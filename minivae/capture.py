@@ -43,8 +43,8 @@ import numpy as np
 from .engine import Tensor, enable_grad, ops
 from .engine.graph import topological_order
 from .engine.tensor import BackwardContext, unbroadcast
-from .kernels import adam_update, backend, fused
-from .optim import Adam, Optimizer
+from .kernels import backend, fused
+from .optim import Adam, Optimizer, adam_update
 
 _NO_CONTEXT = contextlib.nullcontext()
 _STRUCTURAL = ("add", "sub", "neg", "sum", "mean", "reshape", "transpose", "broadcast_to", "sum_to")
