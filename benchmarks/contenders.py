@@ -77,6 +77,18 @@ def minivae_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_di
     return lambda: step(x)
 
 
+def minivae_captured_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784,
+                          seed: int = 0, samples: int = 1, threads: int = 2):
+    """One step of minivae's captured training step (``minivae.capture``) on a fixed batch: the same
+    model, loss and Adam as ``minivae_step``, traced once and replayed on arrays."""
+    from minivae.capture import capture_step
+    model = mv.VAE(input_dim, (hidden,), latent, rng=seed)
+    optimizer = mv.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
+    rng, x = np.random.default_rng(seed), batch_of(batch, input_dim, seed)
+    step = capture_step(model, optimizer, lambda batch_x, r: model.negative_elbo(batch_x, r, samples=samples))
+    return lambda: step(x, rng)
+
+
 def minivae_phases(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
                    samples: int = 1, threads: int = 2):
     """The same step cut into its phases, each a function: forward, backward, optimizer."""
@@ -409,6 +421,7 @@ class Contender:
 
 CONTENDERS = {
     "minivae": Contender("minivae (numba)", minivae_step, env={"MINIVAE_KERNELS": "numba"}),
+    "minivae-captured": Contender("minivae captured (numba)", minivae_captured_step, env={"MINIVAE_KERNELS": "numba"}),
     "minivae-reference": Contender("minivae (reference compositions)", minivae_step,
                                    env={"MINIVAE_KERNELS": "reference"}),
     "floor": Contender("floor (matrix products)", floor_step),
