@@ -118,9 +118,10 @@ def bernoulli_log_prob(logits, value):
     if value.ndim == 0 or value.shape != shape[-value.ndim:]:
         value = np.broadcast_to(value, shape)
     d = shape[-1]
-    loss, grad_logits = np.empty(shape[:-1], logits.dtype), np.empty(shape, logits.dtype)
+    loss = np.empty(shape[:-1], logits.dtype)
+    grad_logits = np.empty(shape, logits.dtype) if is_grad_enabled() else None  # none to save in evaluation
     outside = losses.bce_with_logits_rows(np.broadcast_to(logits, shape).reshape(-1, d), value.reshape(-1, d),
-                                          loss.reshape(-1), grad_logits.reshape(-1, d))
+                                          loss.reshape(-1), None if grad_logits is None else grad_logits.reshape(-1, d))
     if outside:
         functions.check_probabilities("bernoulli_log_prob", value)  # names the range found
     np.negative(loss, out=loss)

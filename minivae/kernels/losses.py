@@ -21,9 +21,9 @@ from .backend import FAST_ARITHMETIC, jit
 
 
 @jit(fastmath=FAST_ARITHMETIC)
-def _bce_combine(logits, targets, e, log1p_e, loss_rows, grad):
-    """The rest of the pass, given e = e^{-|z|} and log1p(e): row sums of ℓ and σ(z) - t; returns the
-    number of targets outside [0, 1] (or NaN)."""
+def _bce_combine(logits, targets, e, log1p_e, loss_rows, grad, want_grad):
+    """The rest of the pass, given e = e^{-|z|} and log1p(e): row sums of ℓ and (if ``want_grad``)
+    σ(z) - t; returns the number of targets outside [0, 1] (or NaN)."""
     zero, one = logits.dtype.type(0), logits.dtype.type(1)
     outside = 0
     for i in range(logits.shape[0]):
@@ -34,17 +34,21 @@ def _bce_combine(logits, targets, e, log1p_e, loss_rows, grad):
             if not (t >= zero and t <= one):
                 outside += 1
             total += max(z, zero) - t * z + log1p_e[i, j]
-            grad[i, j] = (one if z >= zero else ej) / (one + ej) - t
+            if want_grad:
+                grad[i, j] = (one if z >= zero else ej) / (one + ej) - t
         loss_rows[i] = total
     return outside
 
 
-def bce_with_logits_rows(logits, targets, loss_rows, grad) -> int:
-    """loss_rows[i] = Σ_j ℓ(z_ij, t_ij) and grad = ∂ℓ/∂z = σ(z) - t, in one pass after e^{-|z|}.
+def bce_with_logits_rows(logits, targets, loss_rows, grad=None) -> int:
+    """loss_rows[i] = Σ_j ℓ(z_ij, t_ij) and grad = ∂ℓ/∂z = σ(z) - t, in one pass after e^{-|z|};
+    ``grad=None`` (no gradient wanted, as in evaluation) writes no gradient.
 
     Returns how many targets lie outside [0, 1].
     """
     e = np.abs(logits)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    return _bce_combine(logits, targets, e, np.log1p(e), loss_rows, grad)
+    log1p_e = np.log1p(e)
+    want_grad = grad is not None
+    return _bce_combine(logits, targets, e, log1p_e, loss_rows, grad if want_grad else e, want_grad)
