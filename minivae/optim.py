@@ -52,7 +52,7 @@ def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay=0.0
     m += (1 - beta1) * grad
     v *= beta2
     v += ((1 - beta2) * grad) * grad
-    sqrt_v_hat = np.sqrt(v)
+    sqrt_v_hat = np.sqrt(v, out=np.empty_like(v))  # an array even for a 0-d parameter
     sqrt_v_hat /= math.sqrt(1 - beta2 ** step)  # √v̂ from √v: v̂ itself can overflow float32
     sqrt_v_hat += eps
     np.divide(m, sqrt_v_hat, out=sqrt_v_hat)    # m / (√v̂ + ε), then times lr / (1 - β₁ᵗ): lr · m̂ / (√v̂ + ε)

@@ -173,3 +173,14 @@ def test_constructor_errors():
         Adam([p], betas=(0.9,))
     with pytest.raises(ValueError, match="SGD: momentum must be >= 0"):
         SGD([p], lr=0.1, momentum=-0.5)
+
+
+def test_adam_updates_a_0d_parameter_on_both_backends():
+    from minivae import kernels
+    for backend in kernels.BACKENDS:
+        p = mv.Tensor(np.array(1.0), requires_grad=True)
+        opt = mv.Adam([p], lr=0.1)
+        p.grad = np.array(2.0)
+        with kernels.use(backend):
+            opt.step()
+        assert p.data.shape == () and p.data == pytest.approx(0.9)
