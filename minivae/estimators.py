@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import as_generator, is_positive_int
 from .distributions import DiagonalGaussian, Logistic
 from .engine import Tensor, no_grad
 from .engine import gradients as engine_gradients
-from .nn import as_generator, is_positive_int
 from .optim import Adam
 from .vae import log_importance_weight
 

@@ -24,7 +24,8 @@ from .distributions import GaussianLikelihood, StandardNormal
 from .distributions.gaussian import LOG_2PI
 from .engine import Tensor, exp, logsumexp, no_grad
 from .functions import linear
-from .nn import Module, Parameter, as_float_tensor, as_generator, is_positive_int
+from .checks import as_float_tensor, as_generator, is_positive_int
+from .nn import Module, Parameter
 from .optim import Adam
 
 

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import is_positive_int
 from .data import MnistSplit, load_mnist, path_problem
 from .engine import Tensor, no_grad
 from .files import atomic_write, refuse_overwriting_input, remove_stale_temporaries
 from .images import digit_grid, loss_plot, manifold_grid, png_problem, reconstruction_grid, write_png
-from .nn import is_positive_int
 from .optim import Adam
 from .progress import COMPILE_NOTE, Progress, bar as _bar, kernels_need_compiling
 from .runlock import RunLock
