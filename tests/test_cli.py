@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import minivae
-from minivae import cli, train as training
+from minivae import training
+from minivae.cli import evaluate as evaluate_command, train as train_command
 from minivae.cli import build_parser, main
 from minivae.data import MnistSplit, load_mnist, save_mnist, write_idx
 from minivae.optim import Adam
-from minivae.train import TrainConfig, load_checkpoint
+from minivae.training import TrainConfig, load_checkpoint
 
 TINY = ["--epochs", "2", "--batch-size", "32", "--hidden", "16", "8", "--latent-dim", "2"]
 
@@ -65,7 +66,7 @@ def test_every_command_and_flag_has_a_help_text():
 
 def test_train_with_no_flags_trains_the_default_model_on_the_embedded_digits(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "train", lambda config, out, resume: calls.append((config, out, resume)) or
+    monkeypatch.setattr(train_command, "train", lambda config, out, resume: calls.append((config, out, resume)) or
                         training.TrainResult("completed", out, 10, 710, []))
     monkeypatch.chdir(tmp_path)
     assert main(["train"]) == 0
@@ -142,7 +143,7 @@ def test_sigterm_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_
 def test_sigterm_ends_other_commands_with_143_and_one_line(trained, monkeypatch, capsys):
     def terminated(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)
-    monkeypatch.setattr(cli, "evaluate_checkpoint", terminated)
+    monkeypatch.setattr(evaluate_command, "evaluate_checkpoint", terminated)
     handler = signal.getsignal(signal.SIGTERM)
     assert main(["evaluate", str(trained / "checkpoint.npz")]) == 143
     assert capsys.readouterr().err == "minivae: terminated (SIGTERM)\n"
@@ -151,7 +152,7 @@ def test_sigterm_ends_other_commands_with_143_and_one_line(trained, monkeypatch,
 
 def test_runs_without_out_in_the_same_second_get_folders_of_their_own(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli.time, "strftime", lambda pattern: "20261130-050000")
+    monkeypatch.setattr(train_command.time, "strftime", lambda pattern: "20261130-050000")
     for _ in range(2):
         assert main(["train", *TINY, "--epochs", "1", "--data-dir", str(mnist_dir)]) == 0
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["20261130-050000", "20261130-050000-2"]

@@ -8,10 +8,10 @@ import pytest
 import minivae as mv
 from minivae.cli import main
 from minivae.distributions import DiagonalGaussian, Exponential, Logistic
-from minivae.estimators import (GRADIENT_ESTIMATORS, elbo_estimate, encoder_gradient, encoder_parameters, fit_vae,
-                                gradient_moments, gradients, reparameterization_gradient, score_function_gradient,
-                                variance_study, variance_table)
-from minivae.train import RunState, TrainConfig, save_checkpoint
+from minivae.study.estimators import (GRADIENT_ESTIMATORS, elbo_estimate, encoder_gradient, encoder_parameters,
+                                      gradients, reparameterization_gradient, score_function_gradient)
+from minivae.study.variance import fit_vae, gradient_moments, variance_study, variance_table
+from minivae.training import RunState, TrainConfig, save_checkpoint
 from minivae.vae import VAE
 
 REPEATS = 2000

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minivae.images import (CURVE_COLOURS, PNG_SIGNATURE, digit_grid, encode_png, loss_plot, manifold_grid,
+from minivae.figures import (CURVE_COLOURS, PNG_SIGNATURE, digit_grid, encode_png, loss_plot, manifold_grid,
                             normal_quantile, reconstruction_grid, to_uint8, write_png)
 
 

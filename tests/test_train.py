@@ -11,11 +11,12 @@ import struct
 import numpy as np
 import pytest
 
-from minivae import train as training
+from minivae import training
+from minivae.training import checkpoint as checkpoint_module
 from minivae.data import MnistSplit, load_mnist
 from minivae.engine import Tensor, sqrt
 from minivae.optim import Adam
-from minivae.train import (CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, read_checkpoint_config,
+from minivae.training import (CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, read_checkpoint_config,
                            sample_checkpoint, save_checkpoint, train)
 from minivae.vae import VAE
 
@@ -140,7 +141,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, digi
         file.write(b"PK\x03\x04 a partial archive")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(training.np, "savez", failing_savez)
+    monkeypatch.setattr(checkpoint_module.np, "savez", failing_savez)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(tmp_path / "checkpoint.npz", run_state.config, run_state.model, run_state.optimizer,
                         run_state.rng, run_state.state)
@@ -313,7 +314,7 @@ def test_a_fresh_run_removes_stale_temporaries_and_leaves_other_files(tmp_path, 
 
 
 def test_a_run_folder_held_by_a_live_process_is_refused(tmp_path, digits):
-    from minivae.runlock import RunLock, RunLockedError
+    from minivae.training.runlock import RunLock, RunLockedError
     with RunLock(tmp_path):
         with pytest.raises(RunLockedError, match=f"{tmp_path} is in use by process {os.getpid()}"):
             run(TINY, tmp_path, digits)
@@ -322,7 +323,7 @@ def test_a_run_folder_held_by_a_live_process_is_refused(tmp_path, digits):
 
 
 def test_new_run_folders_never_clash(tmp_path):
-    from minivae.runlock import new_run_folder
+    from minivae.training.runlock import new_run_folder
     folders = [new_run_folder(tmp_path / "runs", "20261130-050000") for _ in range(3)]
     assert [f.name for f in folders] == ["20261130-050000", "20261130-050000-2", "20261130-050000-3"]
     assert all(f.is_dir() for f in folders)

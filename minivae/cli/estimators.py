@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import load_mnist
+from ..figures import variance_plot
+from ..files import write_bytes
+from ..study.estimators import GRADIENT_ESTIMATORS, POSTERIORS
+from ..study.variance import fit_vae, variance_study, variance_table
+from ..training import load_checkpoint
+from ..vae import VAE
 from .arguments import UsageError, non_negative_int, positive_int
-from .data import load_mnist
-from .estimators import POSTERIORS, fit_vae, variance_plot, variance_study, variance_table
-from .files import write_bytes
-from .train import load_checkpoint
-from .vae import VAE
 
 TABLE, PLOT, ROWS = "variance.md", "variance.svg", "variance.json"
 
@@ -106,7 +108,7 @@ def run(args) -> int:
                 f"measured in {seconds['init']:.1f} s (init) and {seconds['trained']:.1f} s (trained), "
                 f"{total:.1f} s in all.")
     write_bytes(out / TABLE, f"{table}\n\n{settings}\n".encode())
-    write_bytes(out / PLOT, variance_plot(rows).encode())
+    write_bytes(out / PLOT, variance_plot(rows, GRADIENT_ESTIMATORS).encode())
     write_bytes(out / ROWS, (json.dumps([asdict(r) for r in rows], indent=1) + "\n").encode())
     print(table)
     print(f"\n{settings}\nwrote {out / TABLE}, {out / PLOT} and {out / ROWS}")

@@ -1,4 +1,5 @@
-"""Figures without a plotting library: a PNG writer, digit grids, a loss plot and the latent manifold.
+"""Figures without a plotting library: a PNG writer, digit grids, a loss plot, the latent manifold, and the
+estimator variance plot (SVG).
 
 Images are uint8 arrays, (height, width) for grayscale or (height, width, 3) for RGB; digits are
 float rows of 784 intensities in [0, 1].
@@ -257,3 +258,65 @@ def _padded_span(low: float, high: float) -> tuple[float, float]:
     """[low, high] widened by 5% on each side, or by 1 if it is a single value."""
     margin = 0.05 * (high - low) or 1.0
     return low - margin, high + margin
+
+
+# --------------------------------------------------------------------------------------- estimator variance
+VARIANCE_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c")  # one per estimator, in the order given
+
+
+def variance_plot(rows, estimators, width: int = 760, height: int = 360) -> str:
+    """An SVG figure: log₁₀ variance against log₁₀ S, one panel per state, one line per estimator.
+
+    ``rows`` are ``minivae.study.variance.VarianceRow``; ``estimators`` names the estimators in the
+    legend's order (at most four, one colour each). No rows raises ``ValueError``.
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("variance_plot: no rows to draw")
+    states = list(dict.fromkeys(r.state for r in rows))
+    log_s = np.log10([r.samples for r in rows])
+    log_v = np.log10([r.variance for r in rows])
+    s_range = (log_s.min() - 0.1, log_s.max() + 0.1)
+    v_range = (np.floor(log_v.min()), np.ceil(log_v.max()))
+    if v_range[0] == v_range[1]:
+        v_range = (v_range[0] - 1, v_range[1] + 1)
+    legend_height, margin_left, margin_bottom, gap = 28, 64, 40, 30
+    panel_width = (width - margin_left - gap * len(states)) / len(states)
+    panel_top, panel_height = legend_height + 20, height - legend_height - 20 - margin_bottom
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="12">', f'<rect width="{width}" height="{height}" fill="white"/>']
+    x = margin_left
+    for estimator, colour in zip(estimators, VARIANCE_COLOURS):
+        parts.append(f'<line x1="{x}" y1="14" x2="{x + 24}" y2="14" stroke="{colour}" stroke-width="3"/>'
+                     f'<text x="{x + 30}" y="18">{estimator}</text>')
+        x += 30 + 7 * len(estimator) + 24
+    for i, state in enumerate(states):
+        left = margin_left + i * (panel_width + gap)
+
+        def point(s, v):
+            return (left + (s - s_range[0]) / (s_range[1] - s_range[0]) * panel_width,
+                    panel_top + (v_range[1] - v) / (v_range[1] - v_range[0]) * panel_height)
+        parts.append(f'<rect x="{left:.1f}" y="{panel_top}" width="{panel_width:.1f}" height="{panel_height}" '
+                     f'fill="none" stroke="black"/>'
+                     f'<text x="{left + panel_width / 2:.1f}" y="{panel_top - 6}" text-anchor="middle">{state}</text>')
+        for decade in range(int(v_range[0]), int(v_range[1]) + 1):
+            _, y = point(s_range[0], decade)
+            parts.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{left + panel_width:.1f}" y2="{y:.1f}" '
+                         f'stroke="#dddddd"/>')
+            if i == 0:
+                parts.append(f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end">1e{decade}</text>')
+        for samples in sorted({r.samples for r in rows}):
+            x, _ = point(np.log10(samples), v_range[0])
+            parts.append(f'<text x="{x:.1f}" y="{panel_top + panel_height + 16}" text-anchor="middle">S={samples}</text>')
+        for estimator, colour in zip(estimators, VARIANCE_COLOURS):
+            line = sorted((r.samples, r.variance) for r in rows if r.state == state and r.estimator == estimator)
+            if not line:
+                continue
+            points = [point(np.log10(s), np.log10(v)) for s, v in line]
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
+            parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points]
+    parts.append(f'<text x="14" y="{panel_top + panel_height / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {panel_top + panel_height / 2:.1f})">variance per parameter</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
