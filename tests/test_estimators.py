@@ -1,5 +1,6 @@
 """The score-function and reparameterization estimators: unbiased, and how their variances compare."""
 import json
+import struct
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import minivae as mv
 from minivae.cli import main
 from minivae.distributions import DiagonalGaussian, Exponential, Logistic
+from minivae.figures import png_problem
 from minivae.study.estimators import (GRADIENT_ESTIMATORS, elbo_estimate, encoder_gradient, encoder_parameters,
                                       gradients, reparameterization_gradient, score_function_gradient)
 from minivae.study.variance import fit_vae, gradient_moments, variance_study, variance_table
@@ -209,6 +211,8 @@ def test_the_command_writes_the_table_the_plot_and_the_rows(tmp_path, capsys):
     assert len(rows) == 2 * len(GRADIENT_ESTIMATORS) * 2 and {r["state"] for r in rows} == {"init", "trained"}
     assert len(ElementTree.parse(tmp_path / "variance.svg").getroot().findall(
         "{http://www.w3.org/2000/svg}polyline")) == 2 * len(GRADIENT_ESTIMATORS)
+    assert png_problem(tmp_path / "variance.png") is None
+    assert struct.unpack(">II", (tmp_path / "variance.png").read_bytes()[16:24]) == (760, 400)
     printed = capsys.readouterr()
     assert printed.out.startswith(table.split("\n\n")[0]) and "2 Adam steps" in table
     assert "measuring: trained" in printed.err

@@ -6,21 +6,24 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import no_grad
-from ..figures import digit_grid, loss_plot, manifold_grid, png_problem, reconstruction_grid, write_png
+from ..figures import labelled_reconstructions, labelled_samples, loss_plot, manifold_grid, png_problem, write_png
 from ..vae import VAE
 from .config import FIGURES, MANIFOLD, generator
 
 
 def write_figures(out: Path, model: VAE, targets: np.ndarray, history: list, seed: int) -> None:
-    """reconstructions.png (held-out digits above their reconstructions), samples.png (64 draws
-    from the prior), loss.png (both losses per epoch) and, for 2 latent dimensions, manifold.png."""
+    """reconstructions.png (rows of held-out digits, labelled "original", above their
+    "reconstruction"), samples.png (64 draws from the prior), both upscaled three times; loss.png
+    (train and held-out negative ELBO in nats per digit against the epoch) and, for 2 latent
+    dimensions, manifold.png."""
     originals = targets[:16]
     columns = 8 if len(originals) % 8 == 0 else len(originals)
-    write_png(out / FIGURES[0], reconstruction_grid(originals, model.reconstruct(originals), columns))
-    write_png(out / FIGURES[1], digit_grid(model.sample(64, generator(seed, "figures"))))
+    write_png(out / FIGURES[0], labelled_reconstructions(originals, model.reconstruct(originals), columns))
+    write_png(out / FIGURES[1], labelled_samples(model.sample(64, generator(seed, "figures"))))
     epochs = [m["epoch"] for m in history]
     write_png(out / FIGURES[2], loss_plot({"train": (epochs, [m["train_neg_elbo"] for m in history]),
-                                           "test": (epochs, [m["test_neg_elbo"] for m in history])}))
+                                           "held-out": (epochs, [m["test_neg_elbo"] for m in history])},
+                                          title="negative elbo per epoch"))
     if model.latent_dim == 2:
         with no_grad():
             write_png(out / MANIFOLD, manifold_grid(lambda z: model.decode(z).sigmoid().data))
