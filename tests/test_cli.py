@@ -100,7 +100,7 @@ def test_the_runs_figures_are_labelled_and_upscaled(trained):
     assert samples.shape[1] == DIGIT_SCALE * (8 * 30 + 2)
 
 
-def test_evaluate_prints_a_table_and_json(trained, capsys):
+def test_evaluate_prints_a_table_and_json(trained, mnist_dir, capsys):
     assert main(["evaluate", str(trained / "checkpoint.npz"), "--iw-samples", "50", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results["held_out_digits"] == 100 and results["iw_samples"] == 50 and results["epoch"] == 2
@@ -109,9 +109,13 @@ def test_evaluate_prints_a_table_and_json(trained, capsys):
     assert results["gap"] > 0  # the importance-weighted bound is the tighter one
     assert main(["evaluate", str(trained / "checkpoint.npz"), "--iw-samples", "50"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert [row.split("  ")[0] for row in table] == ["checkpoint", "held-out digits", "negative ELBO",
-                                                     "-log p(x), IW k=50", "gap (ELBO to IW)"]
-    assert f"{results['negative_elbo']:.3f} nats" in table[2]
+    assert [row.split("  ")[0] for row in table] == ["checkpoint", "data", "likelihood", "held-out digits",
+                                                     "negative ELBO", "-log p(x), IW k=50", "gap (ELBO to IW)"]
+    assert f"{results['negative_elbo']:.3f} nats" in table[4]
+    assert results["data"] == f"the train and t10k files of {mnist_dir}" and results["data"] in table[1]
+    assert "grey-level intensities" in results["likelihood"] and "--binarize" in table[2]
+    assert all(m["data"] == results["data"] and m["likelihood"] == results["likelihood"]
+               for m in metrics(trained))
 
 
 def test_sample_writes_a_png(trained, tmp_path, capsys):

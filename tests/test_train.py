@@ -16,6 +16,7 @@ from minivae.training import checkpoint as checkpoint_module
 from minivae.data import MnistSplit, load_mnist
 from minivae.engine import Tensor, sqrt
 from minivae.optim import Adam
+from minivae.training.config import likelihood
 from minivae.training import (CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, read_checkpoint_config,
                            sample_checkpoint, save_checkpoint, train)
 from minivae.vae import VAE
@@ -69,13 +70,14 @@ def test_a_run_writes_every_artefact(tmp_path, digits):
     for metrics in lines:
         assert {"train_neg_elbo", "test_neg_elbo", "epoch_seconds", "steps_per_second"} <= metrics.keys()
         assert 0 < metrics["test_neg_elbo"] < 784 * np.log(2) * 2 and metrics["epoch_seconds"] > 0
-    assert lines == result.history
+    about = {"data": "a test subset", "likelihood": likelihood(False)}  # what the nats refer to, on every line
+    assert lines == [{**m, **about} for m in result.history]
     for name in FIGURES:
         content = (tmp_path / name).read_bytes()
         assert content[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">I", content[16:20])[0] > 0
     saved = load_checkpoint(tmp_path / "checkpoint.npz")
     assert saved.config == TINY and saved.state.epoch == 2 and saved.state.step == 20
-    assert saved.state.permutation is None and saved.state.history == lines
+    assert saved.state.permutation is None and saved.state.history == result.history
     assert read_checkpoint_config(tmp_path / "checkpoint.npz") == TINY
 
 
@@ -101,6 +103,10 @@ def test_resuming_after_an_epoch_continues_exactly(tmp_path, digits, settings):
     result = run(config, tmp_path / "resumed", digits, resume=True)
     assert (result.status, result.epoch) == ("completed", 2)
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+    lines = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert {(m["data"], m["likelihood"]) for m in lines} == {("a test subset", likelihood(config.binarize))}
+    assert ("binarized digits" in lines[0]["likelihood"]) == config.binarize
+    assert ("grey-level intensities" in lines[0]["likelihood"]) != config.binarize
 
 
 def test_an_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path, digits):

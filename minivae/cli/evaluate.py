@@ -30,6 +30,8 @@ def run(args) -> int:
         print(json.dumps(results))
         return 0
     rows = [("checkpoint", f"{results['checkpoint']} (epoch {results['epoch']}, step {results['step']})"),
+            ("data", results["data"]),
+            ("likelihood", results["likelihood"]),
             ("held-out digits", f"{results['held_out_digits']}"),
             ("negative ELBO", f"{results['negative_elbo']:.3f} nats"),
             (f"-log p(x), IW k={results['iw_samples']}", f"{results['iw_negative_log_likelihood']:.3f} nats"),

@@ -14,7 +14,7 @@ from ..figures import labelled_samples, write_png
 from ..files import refuse_overwriting_input
 from ..vae import VAE
 from .checkpoint import load_checkpoint
-from .config import TrainConfig, generator, held_out_targets
+from .config import TrainConfig, generator, held_out_targets, likelihood
 from .progress import COMPILE_NOTE, Progress, bar as _bar, kernels_need_compiling
 
 EVALUATION_BATCH = 500      # held-out digits per negative-ELBO evaluation
@@ -69,7 +69,8 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
     finally:
         progress.end()
     negative_log_likelihood = -float(np.concatenate(log_likelihoods).mean())
-    return {"checkpoint": str(path), "epoch": run.state.epoch, "step": run.state.step, "held_out_digits": len(targets),
+    return {"checkpoint": str(path), "epoch": run.state.epoch, "step": run.state.step, "data": data.source,
+            "likelihood": likelihood(run.config.binarize), "held_out_digits": len(targets),
             "negative_elbo": negative_elbo, "iw_samples": iw_samples,
             "iw_negative_log_likelihood": negative_log_likelihood, "gap": negative_elbo - negative_log_likelihood}
 

@@ -4,7 +4,8 @@ metrics and figures; a stopped run resumes exactly where it stopped.
 One run writes into its output directory:
 
 - ``metrics.jsonl``: one JSON object per epoch (``epoch``, ``step``, ``train_neg_elbo``,
-  ``test_neg_elbo``, ``epoch_seconds``, ``steps_per_second``), losses in nats per digit;
+  ``test_neg_elbo``, ``epoch_seconds``, ``steps_per_second``, and ``data`` and ``likelihood``, which
+  say what the losses, in nats per digit, were measured on);
 - ``checkpoint.npz``: the model, the optimizer, the training generator's state, the position in the
   current epoch and the metrics so far, replaced atomically after every epoch and on Ctrl-C;
 - ``reconstructions.png``, ``samples.png``, ``loss.png``, and ``manifold.png`` for a 2-D latent space;
@@ -33,7 +34,8 @@ from ..files import atomic_write, remove_stale_temporaries
 from ..optim import Adam
 from ..vae import VAE
 from .checkpoint import CheckpointError, RunState, data_checksum, load_checkpoint, read_checkpoint, save_checkpoint
-from .config import CHECKPOINT, FIGURES, MANIFOLD, METRICS, TrainConfig, bernoulli_sample, generator, held_out_targets
+from .config import (CHECKPOINT, FIGURES, MANIFOLD, METRICS, TrainConfig, bernoulli_sample, generator, held_out_targets,
+                     likelihood)
 from .evaluation import held_out_negative_elbo
 from .progress import COMPILE_NOTE, Progress, bar as _bar, kernels_need_compiling
 from .run_figures import figure_problems, write_figures
@@ -138,7 +140,7 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
             if interrupt.requested:
                 raise KeyboardInterrupt
             _train_epoch(config, data.train_images, model, optimizer, rng, state, progress, interrupt, after_step)
-            _finish_epoch(config, out, model, optimizer, rng, state, targets, progress)
+            _finish_epoch(config, out, model, optimizer, rng, state, targets, progress, data.source)
             if interrupt.requested and state.epoch < config.epochs:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -237,8 +239,10 @@ def _last_saved(checkpoint_path: Path) -> str:
     return f"{checkpoint_path.name} keeps the last saved state (step {step})"
 
 
-def _finish_epoch(config, out: Path, model, optimizer, rng, state: RunState, targets, progress: Progress) -> None:
-    """Evaluate, record the epoch's metrics, and write the checkpoint, metrics.jsonl and figures."""
+def _finish_epoch(config, out: Path, model, optimizer, rng, state: RunState, targets, progress: Progress,
+                  source: str) -> None:
+    """Evaluate, record the epoch's metrics, and write the checkpoint, metrics.jsonl (each line also
+    saying which data, ``source``, and which likelihood the nats refer to) and figures."""
     steps = state.position
     metrics = {"epoch": state.epoch + 1, "step": state.step,
                "train_neg_elbo": state.loss_sum / len(state.permutation),
@@ -248,7 +252,8 @@ def _finish_epoch(config, out: Path, model, optimizer, rng, state: RunState, tar
     state.epoch, state.position, state.permutation, state.loss_sum, state.seconds = state.epoch + 1, 0, None, 0.0, 0.0
     save_checkpoint(out / CHECKPOINT, config, model, optimizer, rng, state)
     with atomic_write(out / METRICS) as file:
-        file.write("".join(json.dumps(m) + "\n" for m in state.history).encode())
+        about = {"data": source, "likelihood": likelihood(config.binarize)}
+        file.write("".join(json.dumps({**m, **about}) + "\n" for m in state.history).encode())
     write_figures(out, model, targets, state.history, config.seed)
     progress.line(f"epoch {metrics['epoch']}/{config.epochs}  train {metrics['train_neg_elbo']:.3f}  "
                   f"held-out {metrics['test_neg_elbo']:.3f} nats  {metrics['epoch_seconds']:.2f} s  "
