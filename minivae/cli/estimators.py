@@ -37,11 +37,12 @@ def register(subparsers) -> None:
         "estimators", help="measure the gradient variance of the score-function and SGVB estimators",
         description="Measure, for a VAE's encoder at initialisation and after training, the per-parameter "
                     "variance of four unbiased estimators of the ELBO's gradient (score function, score "
-                    "function with a baseline, SGVB-A, SGVB-B) for each number of samples S; write "
+                    "function with a baseline, and the SGVB estimators monte-carlo and closed-form, the paper's "
+                    "SGVB-A and SGVB-B) for each number of samples S; write "
                     f"{TABLE}, {PLOT}, {PICTURE} and {ROWS} into --out.")
     parser.add_argument("--posterior", choices=POSTERIORS, default="gaussian",
                         help="approximate posterior: the Gaussian (location-scale transform) or the logistic "
-                             "(inverse CDF; no SGVB-B) (default: gaussian)")
+                             "(inverse CDF; no closed-form KL, so no closed-form estimator) (default: gaussian)")
     parser.add_argument("--samples", type=positive_int, nargs="+", default=[1, 10, 100], metavar="S",
                         help="samples of z per digit (default: 1 10 100)")
     parser.add_argument("--repeats", type=positive_int, default=20,

@@ -90,7 +90,7 @@ def reparameterization_gradient(f, q, params, rng, samples: int) -> list[np.ndar
 
 # ------------------------------------------------------------------------------ the VAE's encoder
 POSTERIORS = ("gaussian", "logistic")
-GRADIENT_ESTIMATORS = ("score-function", "score-function+baseline", "SGVB-A", "SGVB-B")
+GRADIENT_ESTIMATORS = ("score-function", "score-function+baseline", "monte-carlo", "closed-form")
 
 
 def approximate_posterior(vae, x, family: str = "gaussian"):
@@ -121,24 +121,26 @@ def encoder_gradient(vae, x, estimator: str, rng, samples: int, family: str = "g
 
     "score-function": the log-derivative estimator of E_q[log p(x, z) − log q(z|x)], with
     ``baseline`` (per data point) if given. "score-function+baseline" needs that baseline.
-    "SGVB-A" (eq. 6): the reparameterization estimator of the same expectation.
-    "SGVB-B" (eq. 7): the reparameterization estimator of E_q[log p(x|z)], plus the exact gradient
-    of −KL(q ‖ p(z)) (Gaussian posterior only).
+    "monte-carlo" (SGVB-A, eq. 6): the reparameterization estimator of the same expectation.
+    "closed-form" (SGVB-B, eq. 7): the reparameterization estimator of E_q[log p(x|z)], plus the
+    exact gradient of −KL(q ‖ p(z)) (Gaussian posterior only). "monte-carlo" and "closed-form" are
+    the names ``minivae train --estimator`` gives the two SGVB estimators.
     """
     if estimator not in GRADIENT_ESTIMATORS:
         raise ValueError(f"encoder_gradient: estimator must be one of {GRADIENT_ESTIMATORS}, got {estimator!r}")
     if (estimator == "score-function+baseline") != (baseline is not None):
         raise ValueError(f"encoder_gradient: a baseline goes with 'score-function+baseline' only, got estimator "
                          f"{estimator!r} with baseline {'given' if baseline is not None else 'None'}")
-    if estimator == "SGVB-B" and family != "gaussian":
-        raise ValueError(f"encoder_gradient: SGVB-B needs the closed-form KL of the Gaussian posterior, got {family!r}")
+    if estimator == "closed-form" and family != "gaussian":
+        raise ValueError(f"encoder_gradient: 'closed-form' (SGVB-B) needs the closed-form KL of the Gaussian "
+                         f"posterior, got {family!r}")
     params = encoder_parameters(vae)
     q = approximate_posterior(vae, x, family)
     batch = len(x)
     if estimator.startswith("score-function"):
         return score_function_gradient(lambda z: log_weight(vae, x, q, z) / batch, q, params, rng, samples,
                                        None if baseline is None else np.asarray(baseline) / batch)
-    if estimator == "SGVB-A":
+    if estimator == "monte-carlo":
         return reparameterization_gradient(lambda z: log_weight(vae, x, q, z) / batch, q, params, rng, samples)
     reconstruction = reparameterization_gradient(lambda z: vae.reconstruction_log_likelihood(x, z) / batch,
                                                  q, params, rng, samples)
@@ -147,8 +149,8 @@ def encoder_gradient(vae, x, estimator: str, rng, samples: int, family: str = "g
 
 
 def elbo_estimate(vae, x, rng, samples: int = 1, family: str = "gaussian") -> Tensor:
-    """The ELBO per data point from ``samples`` reparameterized draws, shape (batch,): SGVB-B
-    (closed-form KL) for the Gaussian posterior, SGVB-A for the others."""
+    """The ELBO per data point from ``samples`` reparameterized draws, shape (batch,): "closed-form"
+    (SGVB-B) for the Gaussian posterior, "monte-carlo" (SGVB-A) for the others."""
     if family == "gaussian":
         return vae.elbo(x, rng, samples, estimator="closed-form")
     q = approximate_posterior(vae, x, family)

@@ -2,8 +2,9 @@
 at initialisation and after a short training (``fit_vae``), as a Markdown table.
 
 Four unbiased estimators of ∇_φ L (``GRADIENT_ESTIMATORS``): the score function, the score function
-with a baseline, and the two SGVB estimators of Kingma & Welling (SGVB-A, eq. 6: Monte Carlo KL;
-SGVB-B, eq. 7: closed-form KL). The figure of the study is ``minivae.figures.variance_plot``.
+with a baseline, and the two SGVB estimators of Kingma & Welling, named as ``minivae train
+--estimator`` names them: "monte-carlo" (the paper's SGVB-A, eq. 6: Monte Carlo KL) and
+"closed-form" (SGVB-B, eq. 7: closed-form KL). The figure of the study is ``minivae.figures.variance_plot``.
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def variance_study(vae, x, rng, state: str, sample_sizes=(1, 10, 100), repeats: 
         baseline = elbo_estimate(vae, x, rng, pilot_samples, family).data
     rows = []
     for estimator in GRADIENT_ESTIMATORS:
-        if estimator == "SGVB-B" and family != "gaussian":
+        if estimator == "closed-form" and family != "gaussian":
             continue
         chosen = baseline if estimator == "score-function+baseline" else None
         for samples in sample_sizes:
