@@ -1,8 +1,8 @@
-"""The benchmark's PNG charts, drawn with minivae's own PNG writer (``minivae.images``).
+"""The benchmark's PNG charts, drawn with minivae's own PNG writer (``minivae.figures``).
 
 ``scaling_chart``: ms per step against batch size, one line per contender (log-log axes).
 ``parts_chart``: a step's time split into its parts, one stacked bar per backend.
-The text uses the 3×5 font of ``minivae.images`` with the letters it lacks added here.
+The text uses the 3×5 font of ``minivae.figures`` with the letters it lacks added here.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 
-from minivae import images
+from minivae import figures as images
 
-# The letters and signs minivae.images' font lacks, in its format: five rows of three bits.
+# The letters and signs minivae.figures' font lacks, in its format: five rows of three bits.
 GLYPHS = {**images._GLYPHS,
           "b": "100 110 101 101 110", "c": "000 011 100 100 011", "d": "001 011 101 101 011",
           "f": "011 100 110 100 100", "g": "011 101 011 001 110", "h": "100 110 101 101 101",

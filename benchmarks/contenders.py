@@ -370,7 +370,7 @@ def minivae_evaluate(digits: int = 16, k: int = 5000, hidden: int = 400, latent:
 
 def evaluation_chunks(k: int) -> tuple[int, int]:
     """(samples per chunk, digits per call) of ``minivae evaluate``: 500 samples at a time, 8,000 rows a call."""
-    from minivae.train import IW_CHUNK, IW_SAMPLES_PER_CALL
+    from minivae.training import IW_CHUNK, IW_SAMPLES_PER_CALL
     chunk = min(k, IW_CHUNK)
     return chunk, max(1, IW_SAMPLES_PER_CALL // chunk)
 

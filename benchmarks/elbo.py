@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.arguments import non_negative_int, positive_int
+from minivae.cli.arguments import non_negative_int, positive_int
 from minivae.data import load_mnist
-from minivae.train import TrainConfig, train
+from minivae.training import TrainConfig, train
 
 REFERENCE_NATS = 123.1
 RESULTS = Path(__file__).resolve().parent / "results"

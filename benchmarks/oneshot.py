@@ -10,7 +10,7 @@
 - ``epoch CONTENDER EXAMPLES``: one epoch of batch-128 steps over EXAMPLES binary images with
   ``minivae`` (kernels from MINIVAE_KERNELS) or ``torch``; peak resident memory after
   the imports, after making the data and the model, after the first step and after the epoch.
-- ``train CONTENDER EPOCHS``: what users run: ``minivae`` is ``minivae.train.train`` (the loop of
+- ``train CONTENDER EPOCHS``: what users run: ``minivae`` is ``minivae.training.train`` (the loop of
   ``minivae train``) on the embedded MNIST set, its step times taken between its ``after_step``
   calls; ``torch`` and ``jax`` are plain training loops (PyTorch eager, the jitted JAX step) over
   the same digits in the same batch order (the first epoch's permutation of ``minivae train``), each
@@ -71,7 +71,7 @@ def epoch(contender: str, examples: int, batch: int = 128) -> dict:
 def train_order(seed: int, n: int, hidden: int = 400, latent: int = 20, input_dim: int = 784):
     """The first epoch's batch order of ``minivae train``: its generator makes the model, then permutes the digits."""
     import minivae as mv
-    from minivae.train import generator
+    from minivae.training import generator
     rng = generator(seed, "training")
     mv.VAE(input_dim, (hidden,), latent, rng=rng)
     return rng.permutation(n)
@@ -89,8 +89,8 @@ def train(contender: str, epochs: int, batch: int = 128, seed: int = 0) -> dict:
     if contender == "minivae":
         import io
 
-        from minivae.train import TrainConfig
-        from minivae.train import train as minivae_train
+        from minivae.training import TrainConfig
+        from minivae.training import train as minivae_train
         stamps = []
         with tempfile.TemporaryDirectory() as out:
             minivae_train(TrainConfig(epochs=epochs, batch_size=batch, seed=seed), out, data=data,

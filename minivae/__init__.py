@@ -1,7 +1,8 @@
 """minivae: a small reverse-mode autodiff engine over NumPy arrays, and a variational auto-encoder.
 
-``import minivae`` loads the engine and the model; the data, training, estimator-study and command
-line code load when first used (``minivae.load_mnist``, ``minivae.estimators``, ...).
+``import minivae`` loads the engine and the model (layers 0 to 2); the data, training, study, figures
+and command-line code (layers 3 and 4) load when first used (``minivae.load_mnist``,
+``minivae.training``, ``minivae.estimators``, ...).
 """
 from .engine import (
     Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled, Op, primitive, add, sub, mul, div, pow, neg,
@@ -22,16 +23,18 @@ from .vae import VAE
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "estimators": ("estimators", None), "linear_gaussian": ("linear_gaussian", None),
-    "score_function_gradient": ("estimators", "score_function_gradient"),
-    "reparameterization_gradient": ("estimators", "reparameterization_gradient"),
+_LAZY = {  # attribute: (module under minivae, attribute of it or None for the module itself)
+    "data": ("data", None), "training": ("training", None), "study": ("study", None), "figures": ("figures", None),
+    "cli": ("cli", None),
+    "estimators": ("study.estimators", None), "linear_gaussian": ("study.linear_gaussian", None),
+    "score_function_gradient": ("study.estimators", "score_function_gradient"),
+    "reparameterization_gradient": ("study.estimators", "reparameterization_gradient"),
     "load_mnist": ("data", "load_mnist"), "download_mnist": ("data", "download_mnist"),
 }
 
 
 def __getattr__(name):
-    """The study and data code, imported on first use so that ``import minivae`` stays light."""
+    """The application layers, imported on first use so that ``import minivae`` stays light."""
     if name not in _LAZY:
         raise AttributeError(f"module 'minivae' has no attribute {name!r}")
     import importlib

@@ -11,40 +11,8 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from . import functions
+from .checks import as_generator, float_dtype, is_positive_int
 from .engine import Tensor, sigmoid, softplus, tanh
-
-
-def as_generator(rng, name: str = "rng") -> np.random.Generator:
-    """A ``np.random.Generator`` from a Generator (returned as is), an int seed, or None (fresh entropy)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"{name}: expected a np.random.Generator, an int seed or None, got {type(rng).__name__}")
-
-
-def is_positive_int(value) -> bool:
-    """Whether ``value`` is an int (not a bool) of at least 1."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-
-def float_dtype(dtype, name: str) -> np.dtype:
-    """``dtype`` as a NumPy floating dtype, or a TypeError naming ``name``."""
-    dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"{name}: dtype must be a floating-point type, got {dtype}")
-    return dtype
-
-
-def as_float_tensor(value, owner: str, name: str, dtype=None) -> Tensor:
-    """``value`` (a Tensor or an array) as a floating-point Tensor, of ``dtype`` if given; no casts."""
-    tensor = value if isinstance(value, Tensor) else Tensor(value)
-    if tensor.dtype.kind != "f":
-        raise TypeError(f"{owner}: {name} must be floating-point, got dtype {tensor.dtype}")
-    if dtype is not None and tensor.dtype != dtype:
-        raise TypeError(f"{owner}: {name} has dtype {tensor.dtype}, expected {np.dtype(dtype)}; "
-                        f"convert it explicitly with .astype")
-    return tensor
 
 
 class Parameter(Tensor):

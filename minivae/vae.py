@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import as_float_tensor, as_generator, float_dtype, is_positive_int
 from .distributions import Bernoulli, DiagonalGaussian, StandardNormal
 from .engine import Tensor, logsumexp, no_grad
-from .nn import (MLP, Linear, Module, Sequential, activation_class, as_float_tensor, as_generator, float_dtype,
-                 is_positive_int)
+from .nn import MLP, Linear, Module, Sequential, activation_class
 
 
 def elbo_closed_form_kl(reconstruction_log_likelihood: Tensor, kl_to_prior: Tensor) -> Tensor:

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 import minivae
-from minivae import cli, train as training
+from minivae import training
+from minivae.cli import evaluate as evaluate_command, train as train_command
 from minivae.cli import build_parser, main
 from minivae.data import MnistSplit, load_mnist, save_mnist, write_idx
 from minivae.optim import Adam
-from minivae.train import TrainConfig, load_checkpoint
+from minivae.figures import CHAR_HEIGHT, DIGIT_SCALE
+from minivae.training import TrainConfig, load_checkpoint
+from test_images import axes, decode_png, ink
 
 TINY = ["--epochs", "2", "--batch-size", "32", "--hidden", "16", "8", "--latent-dim", "2"]
 
@@ -65,7 +68,7 @@ def test_every_command_and_flag_has_a_help_text():
 
 def test_train_with_no_flags_trains_the_default_model_on_the_embedded_digits(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "train", lambda config, out, resume: calls.append((config, out, resume)) or
+    monkeypatch.setattr(train_command, "train", lambda config, out, resume: calls.append((config, out, resume)) or
                         training.TrainResult("completed", out, 10, 710, []))
     monkeypatch.chdir(tmp_path)
     assert main(["train"]) == 0
@@ -81,7 +84,23 @@ def test_train_writes_its_run(trained):
     assert load_checkpoint(trained / "checkpoint.npz").config.hidden == (16, 8)
 
 
-def test_evaluate_prints_a_table_and_json(trained, capsys):
+def test_the_runs_figures_are_labelled_and_upscaled(trained):
+    loss = decode_png((trained / "loss.png").read_bytes())
+    axis_column, axis_top, axis_row = axes(loss)
+    assert ink(loss, slice(0, axis_top - 2 * CHAR_HEIGHT)) > 50                                    # title
+    assert ink(loss, slice(loss.shape[0] - 2 * CHAR_HEIGHT, None), slice(axis_column + 1, None)) > 20   # "epoch"
+    assert ink(loss, slice(axis_top, axis_row), slice(0, 2 * CHAR_HEIGHT)) > 20              # "nats per digit"
+    assert ink(loss, slice(axis_top - 2 * CHAR_HEIGHT, axis_top), slice(axis_column, None)) > 20   # the legend
+    reconstructions = decode_png((trained / "reconstructions.png").read_bytes())
+    cell = 30 * DIGIT_SCALE  # 16 held-out digits: 2 rows of originals, 2 of reconstructions
+    assert reconstructions.shape[0] == 4 * cell + 2 * DIGIT_SCALE
+    margin = reconstructions.shape[1] - DIGIT_SCALE * (8 * 30 + 2)
+    assert all(ink(reconstructions, slice(r * cell, (r + 1) * cell), slice(0, margin)) > 20 for r in range(4))
+    samples = decode_png((trained / "samples.png").read_bytes())
+    assert samples.shape[1] == DIGIT_SCALE * (8 * 30 + 2)
+
+
+def test_evaluate_prints_a_table_and_json(trained, mnist_dir, capsys):
     assert main(["evaluate", str(trained / "checkpoint.npz"), "--iw-samples", "50", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results["held_out_digits"] == 100 and results["iw_samples"] == 50 and results["epoch"] == 2
@@ -90,15 +109,20 @@ def test_evaluate_prints_a_table_and_json(trained, capsys):
     assert results["gap"] > 0  # the importance-weighted bound is the tighter one
     assert main(["evaluate", str(trained / "checkpoint.npz"), "--iw-samples", "50"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert [row.split("  ")[0] for row in table] == ["checkpoint", "held-out digits", "negative ELBO",
-                                                     "-log p(x), IW k=50", "gap (ELBO to IW)"]
-    assert f"{results['negative_elbo']:.3f} nats" in table[2]
+    assert [row.split("  ")[0] for row in table] == ["checkpoint", "data", "likelihood", "held-out digits",
+                                                     "negative ELBO", "-log p(x), IW k=50", "gap (ELBO to IW)"]
+    assert f"{results['negative_elbo']:.3f} nats" in table[4]
+    assert results["data"] == f"the train and t10k files of {mnist_dir}" and results["data"] in table[1]
+    assert "grey-level intensities" in results["likelihood"] and "--binarize" in table[2]
+    assert all(m["data"] == results["data"] and m["likelihood"] == results["likelihood"]
+               for m in metrics(trained))
 
 
 def test_sample_writes_a_png(trained, tmp_path, capsys):
     assert main(["sample", str(trained / "checkpoint.npz"), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     width, height = struct.unpack(">II", (tmp_path / "s.png").read_bytes()[16:24])
-    assert (width, height) == (4 * 30 + 2, 4 * 30 + 2) and "s.png" in capsys.readouterr().out
+    grid = 3 * (4 * 30 + 2)  # 16 digits, 4 by 4, upscaled 3 times under a title line
+    assert width == grid and height > grid and "s.png" in capsys.readouterr().out
 
 
 def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
@@ -142,7 +166,7 @@ def test_sigterm_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_
 def test_sigterm_ends_other_commands_with_143_and_one_line(trained, monkeypatch, capsys):
     def terminated(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)
-    monkeypatch.setattr(cli, "evaluate_checkpoint", terminated)
+    monkeypatch.setattr(evaluate_command, "evaluate_checkpoint", terminated)
     handler = signal.getsignal(signal.SIGTERM)
     assert main(["evaluate", str(trained / "checkpoint.npz")]) == 143
     assert capsys.readouterr().err == "minivae: terminated (SIGTERM)\n"
@@ -151,7 +175,7 @@ def test_sigterm_ends_other_commands_with_143_and_one_line(trained, monkeypatch,
 
 def test_runs_without_out_in_the_same_second_get_folders_of_their_own(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli.time, "strftime", lambda pattern: "20261130-050000")
+    monkeypatch.setattr(train_command.time, "strftime", lambda pattern: "20261130-050000")
     for _ in range(2):
         assert main(["train", *TINY, "--epochs", "1", "--data-dir", str(mnist_dir)]) == 0
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["20261130-050000", "20261130-050000-2"]

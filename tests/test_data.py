@@ -17,7 +17,8 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from minivae import data
-from minivae.data import (DataError, DownloadError, MnistFile, MnistSplit, TEST_IMAGES, TEST_LABELS, atomic_write,
+from minivae.files import atomic_write
+from minivae.data import (DataError, DownloadError, MnistFile, MnistSplit, TEST_IMAGES, TEST_LABELS,
                           download_mnist, load_mnist, read_idx, read_idx_pair, save_mnist, write_idx)
 
 EMBEDDED = Path(data.__file__).parent / data.EMBEDDED_DIR

@@ -45,3 +45,13 @@ def test_variance_plots_are_svg_with_one_line_per_estimator_and_state(family):
     lines = plot.findall("{http://www.w3.org/2000/svg}polyline")
     estimators = 4 if family == "gaussian" else 3
     assert len(lines) == 2 * estimators
+
+
+@pytest.mark.parametrize("family", list(TABLE_FILES))
+def test_variance_pngs_are_what_the_rows_draw(family):
+    import json
+    from minivae.figures import encode_png, variance_plot_png
+    from minivae.study.estimators import GRADIENT_ESTIMATORS
+    from minivae.study.variance import VarianceRow
+    rows = [VarianceRow(**row) for row in json.loads(TABLE_FILES[family].with_suffix(".json").read_text())]
+    assert TABLE_FILES[family].with_suffix(".png").read_bytes() == encode_png(variance_plot_png(rows, GRADIENT_ESTIMATORS))

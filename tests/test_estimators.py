@@ -1,5 +1,6 @@
 """The score-function and reparameterization estimators: unbiased, and how their variances compare."""
 import json
+import struct
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -8,10 +9,11 @@ import pytest
 import minivae as mv
 from minivae.cli import main
 from minivae.distributions import DiagonalGaussian, Exponential, Logistic
-from minivae.estimators import (GRADIENT_ESTIMATORS, elbo_estimate, encoder_gradient, encoder_parameters, fit_vae,
-                                gradient_moments, gradients, reparameterization_gradient, score_function_gradient,
-                                variance_study, variance_table)
-from minivae.train import RunState, TrainConfig, save_checkpoint
+from minivae.figures import png_problem
+from minivae.study.estimators import (GRADIENT_ESTIMATORS, elbo_estimate, encoder_gradient, encoder_parameters,
+                                      gradients, reparameterization_gradient, score_function_gradient)
+from minivae.study.variance import fit_vae, gradient_moments, variance_study, variance_table
+from minivae.training import RunState, TrainConfig, save_checkpoint
 from minivae.vae import VAE
 
 REPEATS = 2000
@@ -111,19 +113,19 @@ def test_every_encoder_gradient_estimator_has_the_same_expectation(family):
     repeats = 400
     moments = {}
     for estimator in GRADIENT_ESTIMATORS:
-        if estimator == "SGVB-B" and family != "gaussian":
+        if estimator == "closed-form" and family != "gaussian":
             continue
         chosen = baseline if estimator == "score-function+baseline" else None
         mean, variance = gradient_moments(lambda: encoder_gradient(vae, x, estimator, rng, 10, family, chosen), repeats)
         moments[estimator] = mean, variance / repeats
-    reference = "SGVB-B" if family == "gaussian" else "SGVB-A"
+    reference = "closed-form" if family == "gaussian" else "monte-carlo"
     ref_mean, ref_var = moments.pop(reference)
     live = ref_var > 0  # entries behind a dead ReLU get no gradient from any estimator
     for estimator, (mean, var) in moments.items():
         z = (mean - ref_mean)[live] / np.sqrt(var + ref_var)[live]
         assert np.abs(z).max() < 5, estimator
     # the comparison has power: SGVB-A's mean is pinned down to a fraction of the gradient itself
-    pinned = np.sqrt(moments.get("SGVB-A", (ref_mean, ref_var))[1][live]) < 0.2 * np.abs(ref_mean[live])
+    pinned = np.sqrt(moments.get("monte-carlo", (ref_mean, ref_var))[1][live]) < 0.2 * np.abs(ref_mean[live])
     assert pinned.mean() > 0.5
 
 
@@ -132,8 +134,8 @@ def test_reparameterization_beats_the_score_function_for_the_vae_and_variance_fa
     rows = variance_study(vae, x, np.random.default_rng(3), "init", sample_sizes=(1, 10), repeats=300)
     variance = {(r.estimator, r.samples): r.variance for r in rows}
     for samples in (1, 10):
-        assert variance["score-function", samples] > 3 * variance["SGVB-A", samples]
-        assert variance["SGVB-A", samples] > variance["SGVB-B", samples]
+        assert variance["score-function", samples] > 3 * variance["monte-carlo", samples]
+        assert variance["monte-carlo", samples] > variance["closed-form", samples]
         assert variance["score-function+baseline", samples] < variance["score-function", samples]
     for estimator in GRADIENT_ESTIMATORS:
         assert 5 < variance[estimator, 1] / variance[estimator, 10] < 20, estimator
@@ -148,7 +150,7 @@ def test_variance_table_lists_every_estimator_and_state():
     assert lines[0] == "| estimator | S | variance (init) | SNR (init) | variance (trained) | SNR (trained) |"
     assert len(lines) == 2 + len(GRADIENT_ESTIMATORS) * 2
     assert all(r.variance > 0 and r.signal_to_noise >= 0 for r in rows)
-    sgvb_b = [line for line in lines if line.startswith("| SGVB-B")]
+    sgvb_b = [line for line in lines if line.startswith("| closed-form")]
     assert sgvb_b and all(line.endswith("|  |  |") for line in sgvb_b)  # no SGVB-B without a closed-form KL
 
 
@@ -168,10 +170,10 @@ def test_encoder_gradient_errors_are_named():
         encoder_gradient(vae, x, "REINFORCE", rng, 1)
     with pytest.raises(ValueError, match="encoder_gradient: a baseline goes with 'score-function\\+baseline' only"):
         encoder_gradient(vae, x, "score-function+baseline", rng, 1)
-    with pytest.raises(ValueError, match="encoder_gradient: SGVB-B needs the closed-form KL"):
-        encoder_gradient(vae, x, "SGVB-B", rng, 1, family="logistic")
+    with pytest.raises(ValueError, match="encoder_gradient: 'closed-form' \\(SGVB-B\\) needs the closed-form KL"):
+        encoder_gradient(vae, x, "closed-form", rng, 1, family="logistic")
     with pytest.raises(ValueError, match="approximate_posterior: family must be one of"):
-        encoder_gradient(vae, x, "SGVB-A", rng, 1, family="beta")
+        encoder_gradient(vae, x, "monte-carlo", rng, 1, family="beta")
     assert len(encoder_parameters(vae)) == 6
 
 
@@ -209,6 +211,8 @@ def test_the_command_writes_the_table_the_plot_and_the_rows(tmp_path, capsys):
     assert len(rows) == 2 * len(GRADIENT_ESTIMATORS) * 2 and {r["state"] for r in rows} == {"init", "trained"}
     assert len(ElementTree.parse(tmp_path / "variance.svg").getroot().findall(
         "{http://www.w3.org/2000/svg}polyline")) == 2 * len(GRADIENT_ESTIMATORS)
+    assert png_problem(tmp_path / "variance.png") is None
+    assert struct.unpack(">II", (tmp_path / "variance.png").read_bytes()[16:24]) == (760, 400)
     printed = capsys.readouterr()
     assert printed.out.startswith(table.split("\n\n")[0]) and "2 Adam steps" in table
     assert "measuring: trained" in printed.err

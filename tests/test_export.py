@@ -5,7 +5,7 @@ import pytest
 
 from minivae.cli import main
 from minivae.data import load_mnist
-from minivae.train import TrainConfig, load_checkpoint, train
+from minivae.training import TrainConfig, load_checkpoint, train
 
 torch = pytest.importorskip("torch")
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import minivae as mv
 from minivae import testing as mvt
-from minivae.linear_gaussian import (LinearGaussianEncoder, LinearGaussianModel, gaussian_kl,
+from minivae.study.linear_gaussian import (LinearGaussianEncoder, LinearGaussianModel, gaussian_kl,
                                      importance_weighted_bound, kl_to_posterior, maximize_elbo)
 
 D, d = 5, 3

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 import minivae
-from minivae import kernels, progress as progress_module, train as training
+from minivae import kernels, training
+from minivae.training import evaluation, progress as progress_module
 from minivae.data import MnistSplit, load_mnist
-from minivae.progress import COMPILE_NOTE, Progress, kernels_need_compiling
-from minivae.train import TrainConfig, train
+from minivae.training.progress import COMPILE_NOTE, Progress, kernels_need_compiling
+from minivae.training import TrainConfig, train
 
 
 def tiny_digits():
@@ -72,8 +73,8 @@ def test_evaluation_in_a_log_reports_importance_sampling_per_chunk(tmp_path, mon
     digits = tiny_digits()
     train(TrainConfig(epochs=1, batch_size=100, hidden=(8,), latent_dim=2), tmp_path, data=digits,
           stream=io.StringIO())
-    monkeypatch.setattr(training, "load_mnist", lambda data_dir: digits)
-    monkeypatch.setattr(training, "IW_SAMPLES_PER_CALL", 40 * 20)  # 20 digits per call at 40 samples
+    monkeypatch.setattr(evaluation, "load_mnist", lambda data_dir: digits)
+    monkeypatch.setattr(evaluation, "IW_SAMPLES_PER_CALL", 40 * 20)  # 20 digits per call at 40 samples
     log = io.StringIO()
     training.evaluate_checkpoint(tmp_path / "checkpoint.npz", iw_samples=40, stream=log)
     assert [line for line in log.getvalue().splitlines() if line.startswith("importance sampling")] == [
@@ -81,7 +82,7 @@ def test_evaluation_in_a_log_reports_importance_sampling_per_chunk(tmp_path, mon
 
 
 def test_the_compile_note_shows_exactly_when_the_kernel_cache_is_cold(tmp_path):
-    probe = "from minivae.progress import kernels_need_compiling; print(kernels_need_compiling())"
+    probe = "from minivae.training.progress import kernels_need_compiling; print(kernels_need_compiling())"
     env = {**os.environ, "PYTHONPATH": str(Path(minivae.__file__).parents[1]), "MINIVAE_KERNELS": "numba",
            "NUMBA_CACHE_DIR": str(tmp_path / "empty-cache")}
     cold = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)

@@ -10,8 +10,8 @@ import pytest
 
 import minivae
 from minivae.data import MnistSplit, load_mnist, save_mnist
-from minivae.images import png_problem
-from minivae.train import load_checkpoint
+from minivae.figures import png_problem
+from minivae.training import load_checkpoint
 
 ROOT = Path(minivae.__file__).parents[1]
 FAULTS = Path(__file__).parent / "faults"

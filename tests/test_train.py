@@ -11,11 +11,13 @@ import struct
 import numpy as np
 import pytest
 
-from minivae import train as training
+from minivae import training
+from minivae.training import checkpoint as checkpoint_module
 from minivae.data import MnistSplit, load_mnist
 from minivae.engine import Tensor, sqrt
 from minivae.optim import Adam
-from minivae.train import (CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, read_checkpoint_config,
+from minivae.training.config import likelihood
+from minivae.training import (CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, read_checkpoint_config,
                            sample_checkpoint, save_checkpoint, train)
 from minivae.vae import VAE
 
@@ -68,13 +70,14 @@ def test_a_run_writes_every_artefact(tmp_path, digits):
     for metrics in lines:
         assert {"train_neg_elbo", "test_neg_elbo", "epoch_seconds", "steps_per_second"} <= metrics.keys()
         assert 0 < metrics["test_neg_elbo"] < 784 * np.log(2) * 2 and metrics["epoch_seconds"] > 0
-    assert lines == result.history
+    about = {"data": "a test subset", "likelihood": likelihood(False)}  # what the nats refer to, on every line
+    assert lines == [{**m, **about} for m in result.history]
     for name in FIGURES:
         content = (tmp_path / name).read_bytes()
         assert content[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">I", content[16:20])[0] > 0
     saved = load_checkpoint(tmp_path / "checkpoint.npz")
     assert saved.config == TINY and saved.state.epoch == 2 and saved.state.step == 20
-    assert saved.state.permutation is None and saved.state.history == lines
+    assert saved.state.permutation is None and saved.state.history == result.history
     assert read_checkpoint_config(tmp_path / "checkpoint.npz") == TINY
 
 
@@ -100,6 +103,10 @@ def test_resuming_after_an_epoch_continues_exactly(tmp_path, digits, settings):
     result = run(config, tmp_path / "resumed", digits, resume=True)
     assert (result.status, result.epoch) == ("completed", 2)
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+    lines = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert {(m["data"], m["likelihood"]) for m in lines} == {("a test subset", likelihood(config.binarize))}
+    assert ("binarized digits" in lines[0]["likelihood"]) == config.binarize
+    assert ("grey-level intensities" in lines[0]["likelihood"]) != config.binarize
 
 
 def test_an_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path, digits):
@@ -140,7 +147,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, digi
         file.write(b"PK\x03\x04 a partial archive")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(training.np, "savez", failing_savez)
+    monkeypatch.setattr(checkpoint_module.np, "savez", failing_savez)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(tmp_path / "checkpoint.npz", run_state.config, run_state.model, run_state.optimizer,
                         run_state.rng, run_state.state)
@@ -271,7 +278,8 @@ def test_sample_checkpoint_writes_a_grid(tmp_path, digits):
     run(TrainConfig(**{**TINY.to_json(), "epochs": 1}), tmp_path, digits)
     path = sample_checkpoint(tmp_path / "checkpoint.npz", n=10, out=tmp_path / "ten.png", seed=1)
     width, height = struct.unpack(">II", path.read_bytes()[16:24])
-    assert (width, height) == (4 * 30 + 2, 3 * 30 + 2)
+    # 10 digits in 4 columns and 3 rows, upscaled 3 times, under a title line of 10-pixel text
+    assert (width, height) == (3 * (4 * 30 + 2), 3 * (3 * 30 + 2) + 10 + 16)
 
 
 @pytest.mark.parametrize("bad, message", [({"epochs": 0}, "epochs"), ({"hidden": ()}, "hidden"),
@@ -313,7 +321,7 @@ def test_a_fresh_run_removes_stale_temporaries_and_leaves_other_files(tmp_path, 
 
 
 def test_a_run_folder_held_by_a_live_process_is_refused(tmp_path, digits):
-    from minivae.runlock import RunLock, RunLockedError
+    from minivae.training.runlock import RunLock, RunLockedError
     with RunLock(tmp_path):
         with pytest.raises(RunLockedError, match=f"{tmp_path} is in use by process {os.getpid()}"):
             run(TINY, tmp_path, digits)
@@ -322,7 +330,7 @@ def test_a_run_folder_held_by_a_live_process_is_refused(tmp_path, digits):
 
 
 def test_new_run_folders_never_clash(tmp_path):
-    from minivae.runlock import new_run_folder
+    from minivae.training.runlock import new_run_folder
     folders = [new_run_folder(tmp_path / "runs", "20261130-050000") for _ in range(3)]
     assert [f.name for f in folders] == ["20261130-050000", "20261130-050000-2", "20261130-050000-3"]
     assert all(f.is_dir() for f in folders)

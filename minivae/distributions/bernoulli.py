@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import functions
 from ..engine import Tensor, no_grad, sigmoid
-from ..nn import as_float_tensor, as_generator
+from ..checks import as_float_tensor, as_generator
 from .gaussian import check_event_size
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functions
 from ..engine import Tensor, exp, no_grad
-from ..nn import as_float_tensor, as_generator, is_positive_int
+from ..checks import as_float_tensor, as_generator, is_positive_int
 
 LOG_2PI = functions.LOG_2PI
 

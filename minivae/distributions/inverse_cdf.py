@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import Tensor, exp, log, log1p, log_sigmoid, sigmoid, tanh, where
-from ..nn import as_float_tensor, as_generator, is_positive_int
+from ..checks import as_float_tensor, as_generator, is_positive_int
 
 
 def one_minus_exp(y) -> Tensor:

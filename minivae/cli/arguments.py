@@ -1,8 +1,12 @@
-"""What the commands of ``minivae`` share: the usage error and the argument types of their flags."""
+"""What the commands of ``minivae`` share: the usage error, the exit statuses and the argument types of their flags."""
 from __future__ import annotations
 
 import argparse
 import math
+
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_SIGNAL_BASE = 128   # a command stopped by signal N exits with 128 + N: 130 for SIGINT, 143 for SIGTERM
 
 
 class UsageError(Exception):

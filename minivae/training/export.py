@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write, refuse_overwriting_input
-from .train import load_checkpoint
+from ..files import atomic_write, refuse_overwriting_input
+from .checkpoint import load_checkpoint
 
 
 def export_torch(checkpoint, out) -> Path:

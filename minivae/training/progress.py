@@ -67,7 +67,7 @@ def bar(done: int, total: int, width: int = 30) -> str:
 def kernels_need_compiling() -> bool:
     """Whether the Numba kernels have no usable machine code in their on-disk cache yet, so the
     first calls compile them (a few seconds, once). False on the NumPy backend."""
-    from . import kernels
+    from .. import kernels
     if kernels.active() != "numba":
         return False
     try:

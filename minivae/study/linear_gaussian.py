@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .distributions import GaussianLikelihood, StandardNormal
-from .distributions.gaussian import LOG_2PI
-from .engine import Tensor, exp, logsumexp, no_grad
-from .functions import linear
-from .nn import Module, Parameter, as_float_tensor, as_generator, is_positive_int
-from .optim import Adam
+from ..distributions import GaussianLikelihood, StandardNormal
+from ..distributions.gaussian import LOG_2PI
+from ..engine import Tensor, exp, logsumexp, no_grad
+from ..functions import linear
+from ..checks import as_float_tensor, as_generator, is_positive_int
+from ..nn import Module, Parameter
+from ..optim import Adam
 
 
 def _check_data(owner: str, x, data_dim: int) -> Tensor:

@@ -6,7 +6,7 @@ reports the variance of each entry of φ's gradient, averaged over the entries, 
 signal-to-noise ratio √(mean E[g]²) / √(mean Var[g]). It writes into ``--out``:
 
 - ``variance.md``: the table and the settings that produced it;
-- ``variance.svg``: log variance against log S, one panel per state;
+- ``variance.svg`` and ``variance.png``: log variance against log S, one panel per state;
 - ``variance.json``: the same measurements, one object per row.
 """
 from __future__ import annotations
@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import load_mnist
+from ..figures import variance_plot, variance_plot_png, write_png
+from ..files import write_bytes
+from ..study.estimators import GRADIENT_ESTIMATORS, POSTERIORS
+from ..study.variance import fit_vae, variance_study, variance_table
+from ..training import load_checkpoint
+from ..vae import VAE
 from .arguments import UsageError, non_negative_int, positive_int
-from .data import load_mnist
-from .estimators import POSTERIORS, fit_vae, variance_plot, variance_study, variance_table
-from .files import write_bytes
-from .train import load_checkpoint
-from .vae import VAE
 
-TABLE, PLOT, ROWS = "variance.md", "variance.svg", "variance.json"
+TABLE, PLOT, PICTURE, ROWS = "variance.md", "variance.svg", "variance.png", "variance.json"
 
 
 def register(subparsers) -> None:
@@ -35,11 +37,12 @@ def register(subparsers) -> None:
         "estimators", help="measure the gradient variance of the score-function and SGVB estimators",
         description="Measure, for a VAE's encoder at initialisation and after training, the per-parameter "
                     "variance of four unbiased estimators of the ELBO's gradient (score function, score "
-                    "function with a baseline, SGVB-A, SGVB-B) for each number of samples S; write "
-                    f"{TABLE}, {PLOT} and {ROWS} into --out.")
+                    "function with a baseline, and the SGVB estimators monte-carlo and closed-form, the paper's "
+                    "SGVB-A and SGVB-B) for each number of samples S; write "
+                    f"{TABLE}, {PLOT}, {PICTURE} and {ROWS} into --out.")
     parser.add_argument("--posterior", choices=POSTERIORS, default="gaussian",
                         help="approximate posterior: the Gaussian (location-scale transform) or the logistic "
-                             "(inverse CDF; no SGVB-B) (default: gaussian)")
+                             "(inverse CDF; no closed-form KL, so no closed-form estimator) (default: gaussian)")
     parser.add_argument("--samples", type=positive_int, nargs="+", default=[1, 10, 100], metavar="S",
                         help="samples of z per digit (default: 1 10 100)")
     parser.add_argument("--repeats", type=positive_int, default=20,
@@ -106,10 +109,11 @@ def run(args) -> int:
                 f"measured in {seconds['init']:.1f} s (init) and {seconds['trained']:.1f} s (trained), "
                 f"{total:.1f} s in all.")
     write_bytes(out / TABLE, f"{table}\n\n{settings}\n".encode())
-    write_bytes(out / PLOT, variance_plot(rows).encode())
+    write_bytes(out / PLOT, variance_plot(rows, GRADIENT_ESTIMATORS).encode())
+    write_png(out / PICTURE, variance_plot_png(rows, GRADIENT_ESTIMATORS))
     write_bytes(out / ROWS, (json.dumps([asdict(r) for r in rows], indent=1) + "\n").encode())
     print(table)
-    print(f"\n{settings}\nwrote {out / TABLE}, {out / PLOT} and {out / ROWS}")
+    print(f"\n{settings}\nwrote {out / TABLE}, {out / PLOT}, {out / PICTURE} and {out / ROWS}")
     return 0
 
 

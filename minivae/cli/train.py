@@ -1,0 +1,75 @@
+"""``minivae train``: train a VAE, or continue a stopped run with ``--resume``."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from ..files import DiskFullError
+from ..training import CHECKPOINT, TrainConfig, read_checkpoint_config, train
+from ..training.runlock import new_run_folder
+from ..vae import ESTIMATORS
+from .arguments import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE, UsageError, non_negative_int, positive_float, positive_int
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` command."""
+    parser = subparsers.add_parser(
+        "train", help="train a VAE (with no flags: the default model on the embedded digits, offline)",
+        description="Train a VAE on MNIST and write metrics.jsonl, checkpoint.npz and figures into --out. "
+                    "Ctrl-C and SIGTERM save a checkpoint (exit 130 and 143); --resume continues it exactly. With "
+                    "--resume, the other settings come from the checkpoint; --epochs may raise the total, and "
+                    "--data-dir may name the run's data in a new place (checked by checksum).")
+    defaults = TrainConfig()
+    parser.add_argument("--epochs", type=positive_int, help=f"total number of epochs (default: {defaults.epochs})")
+    parser.add_argument("--batch-size", type=positive_int,
+                       help=f"digits per step; the last batch of an epoch holds the rest (default: {defaults.batch_size})")
+    parser.add_argument("--latent-dim", type=positive_int,
+                       help=f"dimensions of z; 2 also draws manifold.png (default: {defaults.latent_dim})")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", metavar="WIDTH",
+                       help=f"hidden layer widths of the encoder, mirrored in the decoder "
+                            f"(default: {' '.join(map(str, defaults.hidden))})")
+    parser.add_argument("--lr", type=positive_float, help=f"Adam's learning rate (default: {defaults.lr})")
+    parser.add_argument("--samples", type=positive_int,
+                       help=f"samples of z per digit in the ELBO estimate (default: {defaults.samples})")
+    parser.add_argument("--estimator", choices=ESTIMATORS,
+                       help=f"SGVB estimator: closed-form KL (eq. 7) or Monte Carlo (eq. 6) (default: {defaults.estimator})")
+    parser.add_argument("--binarize", action="store_const", const=True,
+                       help="train on binary digits, x ~ Bernoulli(intensity) drawn afresh each epoch "
+                            "(default: raw intensities)")
+    parser.add_argument("--seed", type=non_negative_int,
+                       help=f"seed of every random draw of the run (default: {defaults.seed})")
+    parser.add_argument("--data-dir", metavar="DIR",
+                       help="directory of MNIST IDX files (train and t10k for the standard split, or "
+                            "t10k only); default: the embedded 10,000 test digits")
+    parser.add_argument("--out", metavar="DIR",
+                       help="output directory, held by one run at a time (default: a new runs/<date-time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.resume:
+        if args.out is None:
+            raise UsageError("minivae train: error: --resume needs --out, the directory of the run to continue")
+        config = TrainConfig(**{**read_checkpoint_config(Path(args.out) / CHECKPOINT).to_json(), **given})
+    else:
+        config = TrainConfig(**given)
+    out = Path(args.out) if args.out is not None else new_run_folder("runs", time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        result = train(config, out, resume=args.resume)
+    except DiskFullError as err:
+        if not (out / CHECKPOINT).is_file():
+            raise
+        raise DiskFullError(err.errno, err.path, f"continue the run with: minivae train --out {out} --resume") from None
+    if result.status == "interrupted":
+        by = "terminated (SIGTERM)" if result.signal == "SIGTERM" else "interrupted"
+        print(f"minivae: {by} after step {result.step} (epoch {result.epoch + 1} of {config.epochs}); "
+              f"checkpoint saved; continue with: minivae train --out {out} --resume", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signal.SIGTERM if result.signal == "SIGTERM" else EXIT_INTERRUPTED
+    print(f"done: epoch {result.epoch} of {config.epochs}, step {result.step}; metrics, checkpoint and figures "
+          f"in {out}")
+    return 0

@@ -1,0 +1,260 @@
+"""The training loop: epochs of minibatch steps, each epoch ending in an evaluation, a checkpoint,
+metrics and figures; a stopped run resumes exactly where it stopped.
+
+One run writes into its output directory:
+
+- ``metrics.jsonl``: one JSON object per epoch (``epoch``, ``step``, ``train_neg_elbo``,
+  ``test_neg_elbo``, ``epoch_seconds``, ``steps_per_second``, and ``data`` and ``likelihood``, which
+  say what the losses, in nats per digit, were measured on);
+- ``checkpoint.npz``: the model, the optimizer, the training generator's state, the position in the
+  current epoch and the metrics so far, replaced atomically after every epoch and on Ctrl-C;
+- ``reconstructions.png``, ``samples.png``, ``loss.png``, and ``manifold.png`` for a 2-D latent space;
+- ``.lock`` while the run is going: one process at a time writes a run folder (``minivae.training.runlock``).
+
+Every file is written under a temporary name and renamed (``minivae.files``), so a crash, a kill
+or a full disk leaves each file complete or absent, never cut short.
+
+An epoch visits every training digit once in a fresh random order, in batches of ``batch_size``;
+the last batch holds the remainder, so no digit is dropped. ``train_neg_elbo`` is the mean over
+the epoch's digits of the loss each had when its batch was trained.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import MnistSplit, load_mnist
+from ..engine import Tensor
+from ..files import atomic_write, remove_stale_temporaries
+from ..optim import Adam
+from ..vae import VAE
+from .checkpoint import CheckpointError, RunState, data_checksum, load_checkpoint, read_checkpoint, save_checkpoint
+from .config import (CHECKPOINT, FIGURES, MANIFOLD, METRICS, TrainConfig, bernoulli_sample, generator, held_out_targets,
+                     likelihood)
+from .evaluation import held_out_negative_elbo
+from .progress import COMPILE_NOTE, Progress, bar as _bar, kernels_need_compiling
+from .run_figures import figure_problems, write_figures
+from .runlock import RunLock
+from .signals import DeferredInterrupt
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """How a run ended: "completed" or "interrupted" (a checkpoint was saved), and where it is."""
+
+    status: str
+    out: Path
+    epoch: int
+    step: int
+    history: list
+    signal: str | None = None   # "SIGINT" or "SIGTERM" for a run stopped by a signal
+
+
+def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | None = None, stream=None,
+          after_step=None) -> TrainResult:
+    """Train (or, with ``resume``, continue) the run in directory ``out`` up to ``config.epochs``.
+
+    ``data`` defaults to ``load_mnist(config.data_dir)``. Progress goes to ``stream`` (stdout).
+    ``after_step(step)``, if given, is called after every completed step. Ctrl-C, or a
+    KeyboardInterrupt raised by ``after_step``, stops the run at the end of the last completed
+    step and saves a checkpoint from which ``resume`` continues exactly as if never stopped.
+    SIGTERM does the same (``TrainResult.signal`` says which signal stopped the run).
+    A non-finite loss or gradient raises ``TrainingDiverged`` and leaves the last checkpoint as it is.
+    Resuming a run that has already trained ``config.epochs`` epochs only says so, after writing
+    again any of its figures that is missing or broken.
+
+    The run holds ``out`` (``RunLock``): another live process in it raises ``RunLockedError``.
+    A resume may read the data from another ``config.data_dir`` if it has the run's SHA-256;
+    the checkpoint is checked for consistency first (``CheckpointError``). ``out`` being an
+    existing file raises ``FileExistsError``.
+    """
+    out = Path(out)
+    checkpoint_path = out / CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"train: {out} is an existing file, not a directory; --out names the run's "
+                              f"folder: choose a folder path")
+    if not resume:
+        if out.is_dir():
+            with RunLock(out):  # a live holder is named first; a finished or stopped run is refused next
+                _refuse_existing_run(out)
+        data = data if data is not None else load_mnist(config.data_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise type(err)(err.errno, f"train: cannot create the run folder {out} ({err.strerror})") from None
+    elif not out.is_dir():
+        load_checkpoint(checkpoint_path)  # reports the missing checkpoint
+    with RunLock(out), DeferredInterrupt() as interrupt:
+        remove_stale_temporaries(out, (CHECKPOINT, METRICS, *FIGURES, MANIFOLD))
+        return _train_in(config, out, resume, data, Progress(stream), after_step, interrupt)
+
+
+def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_step, interrupt) -> TrainResult:
+    """``train`` in the run folder ``out``, which this process holds."""
+    checkpoint_path = out / CHECKPOINT
+    if resume:
+        run = load_checkpoint(checkpoint_path)
+        _check_same_run(run.config, config, checkpoint_path)
+        model, optimizer, rng, state = run.model, run.optimizer, run.rng, run.state
+        if state.epoch > config.epochs:
+            raise CheckpointError(f"train: {checkpoint_path} has trained {state.epoch} epochs already, "
+                                  f"more than the {config.epochs} asked for")
+        complete = state.epoch == config.epochs
+        broken = figure_problems(out, model.latent_dim) if complete else {}
+        if complete and not broken:
+            progress.line(f"{out} is already complete: {state.epoch} of {config.epochs} epochs trained; "
+                          f"raise --epochs to train further")
+            return TrainResult("completed", out, state.epoch, state.step, state.history)
+        data = data if data is not None else load_mnist(config.data_dir)
+        _check_same_data(data, state, run.config, config, checkpoint_path)
+        if state.permutation is not None and len(state.permutation) != len(data.train_images):
+            raise CheckpointError(f"train: {checkpoint_path} was trained on {len(state.permutation)} digits, "
+                                  f"the data has {len(data.train_images)}")
+        if complete:
+            write_figures(out, model, held_out_targets(data, config), state.history, config.seed)
+            progress.line(f"{out} is already complete ({state.epoch} of {config.epochs} epochs); rewrote its "
+                          f"figures: " + "; ".join(f"{name} {why}" for name, why in broken.items()))
+            return TrainResult("completed", out, state.epoch, state.step, state.history)
+    else:
+        _refuse_existing_run(out)  # one may have been written meanwhile, by a run that held the folder before
+        rng = generator(config.seed, "training")
+        model = VAE(data.train_images.shape[1], config.hidden, config.latent_dim, rng=rng)
+        optimizer = Adam(model.parameters(), lr=config.lr)
+        state = RunState(data_sha256=data_checksum(data))
+    targets = held_out_targets(data, config)
+    progress.line(f"{'resuming' if resume else 'training'} {out} at epoch {state.epoch + 1} of {config.epochs}: "
+                  f"{len(data.train_images)} training and {len(targets)} held-out digits, {data.source}")
+    if kernels_need_compiling():
+        progress.line(COMPILE_NOTE)
+    try:
+        while state.epoch < config.epochs:
+            if interrupt.requested:
+                raise KeyboardInterrupt
+            _train_epoch(config, data.train_images, model, optimizer, rng, state, progress, interrupt, after_step)
+            _finish_epoch(config, out, model, optimizer, rng, state, targets, progress, data.source)
+            if interrupt.requested and state.epoch < config.epochs:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        save_checkpoint(checkpoint_path, config, model, optimizer, rng, state)
+        return TrainResult("interrupted", out, state.epoch, state.step, state.history, interrupt.signal)
+    except TrainingDiverged as err:
+        raise TrainingDiverged(f"{err}; training stopped, {_last_saved(checkpoint_path)}") from None
+    finally:
+        progress.end()
+    return TrainResult("completed", out, state.epoch, state.step, state.history)
+
+
+def _refuse_existing_run(out: Path) -> None:
+    if (out / CHECKPOINT).exists():
+        raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
+                              f"or choose another --out")
+
+
+def _check_same_data(data: MnistSplit, state: RunState, saved: TrainConfig, asked: TrainConfig, path: Path) -> None:
+    """The run continues on the digits it started on: the same checksum, wherever they are now."""
+    found = data_checksum(data)
+    if state.data_sha256 is None:  # a checkpoint of an earlier version: the folder must be the same
+        if saved.data_dir != asked.data_dir:
+            raise CheckpointError(f"train: {path} does not record its data's checksum, so it can only be resumed "
+                                  f"on its own data directory {saved.data_dir or '(the embedded digits)'}")
+        state.data_sha256 = found
+    elif found != state.data_sha256:
+        where = asked.data_dir or "the embedded digits"
+        raise CheckpointError(f"train: the data in {where} is not the data {path} was trained on (SHA-256 "
+                              f"{found[:12]}..., the run's {state.data_sha256[:12]}...); resume with the "
+                              f"run's data: --data-dir DIR")
+
+
+def _check_same_run(saved: TrainConfig, asked: TrainConfig, path: Path) -> None:
+    differences = [f"{name}={getattr(asked, name)!r} (the checkpoint has {getattr(saved, name)!r})"
+                   for name in saved.to_json()
+                   if name not in ("epochs", "data_dir") and getattr(saved, name) != getattr(asked, name)]
+    if differences:
+        raise CheckpointError(f"train: resuming {path} with different settings: {', '.join(differences)}")
+
+
+def _train_epoch(config, images, model, optimizer, rng, state: RunState, progress: Progress, interrupt,
+                 after_step) -> None:
+    """The rest of the current epoch, from ``state.position`` on, updating ``state`` after every step."""
+    if state.permutation is None:
+        state.permutation = rng.permutation(len(images))
+    batches = math.ceil(len(images) / config.batch_size)
+    parameters = list(model.named_parameters())
+    while state.position < batches:
+        started = time.perf_counter()
+        indices = state.permutation[state.position * config.batch_size:(state.position + 1) * config.batch_size]
+        x = images[indices]
+        if config.binarize:
+            x = bernoulli_sample(x, rng)
+        loss = _step(model, optimizer, parameters, x, rng, config, state)
+        state.seconds += time.perf_counter() - started
+        state.loss_sum += loss * len(indices)
+        state.position += 1
+        state.step += 1
+        progress.update(lambda: f"epoch {state.epoch + 1}/{config.epochs} {_bar(state.position, batches)} "
+                                f"loss {loss:.2f}  {state.position / max(state.seconds, 1e-9):.1f} steps/s")
+        if after_step is not None:
+            after_step(state.step)
+        if interrupt.requested:
+            raise KeyboardInterrupt
+
+
+def _step(model, optimizer, parameters, x, rng, config, state: RunState) -> float:
+    """One optimizer step on batch ``x``; its loss, after checking the loss and gradients are finite."""
+    optimizer.zero_grad()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite values are reported below
+        loss = model.negative_elbo(Tensor(x), rng, config.samples, config.estimator)
+        value = float(loss.data)
+        if not math.isfinite(value):
+            raise TrainingDiverged(_divergence(f"the loss (negative ELBO) is {value}", state))
+        loss.backward()
+    for name, parameter in parameters:
+        if parameter.grad is not None and not np.isfinite(parameter.grad).all():
+            raise TrainingDiverged(_divergence(f"the gradient of {name} has non-finite values (loss {value:.4g})",
+                                               state))
+    with np.errstate(over="ignore", invalid="ignore"):  # a step too large overflows; the next loss reports it
+        optimizer.step()
+    return value
+
+
+def _divergence(what: str, state: RunState) -> str:
+    """Where a non-finite ``what`` appeared: in the step after ``state``."""
+    return f"train: {what} at step {state.step + 1} (epoch {state.epoch + 1}, batch {state.position + 1})"
+
+
+def _last_saved(checkpoint_path: Path) -> str:
+    """What the run's checkpoint holds, for a message about a run that stopped."""
+    if not checkpoint_path.exists():
+        return f"no {CHECKPOINT} was written"
+    step = read_checkpoint(checkpoint_path, lambda archive, meta: meta["step"])
+    return f"{checkpoint_path.name} keeps the last saved state (step {step})"
+
+
+def _finish_epoch(config, out: Path, model, optimizer, rng, state: RunState, targets, progress: Progress,
+                  source: str) -> None:
+    """Evaluate, record the epoch's metrics, and write the checkpoint, metrics.jsonl (each line also
+    saying which data, ``source``, and which likelihood the nats refer to) and figures."""
+    steps = state.position
+    metrics = {"epoch": state.epoch + 1, "step": state.step,
+               "train_neg_elbo": state.loss_sum / len(state.permutation),
+               "test_neg_elbo": held_out_negative_elbo(model, targets, config),
+               "epoch_seconds": state.seconds, "steps_per_second": steps / max(state.seconds, 1e-9)}
+    state.history.append(metrics)
+    state.epoch, state.position, state.permutation, state.loss_sum, state.seconds = state.epoch + 1, 0, None, 0.0, 0.0
+    save_checkpoint(out / CHECKPOINT, config, model, optimizer, rng, state)
+    with atomic_write(out / METRICS) as file:
+        about = {"data": source, "likelihood": likelihood(config.binarize)}
+        file.write("".join(json.dumps({**m, **about}) + "\n" for m in state.history).encode())
+    write_figures(out, model, targets, state.history, config.seed)
+    progress.line(f"epoch {metrics['epoch']}/{config.epochs}  train {metrics['train_neg_elbo']:.3f}  "
+                  f"held-out {metrics['test_neg_elbo']:.3f} nats  {metrics['epoch_seconds']:.2f} s  "
+                  f"{metrics['steps_per_second']:.1f} steps/s")
