@@ -68,12 +68,14 @@ def test_every_command_and_flag_has_a_help_text():
 
 def test_train_with_no_flags_trains_the_default_model_on_the_embedded_digits(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(train_command, "train", lambda config, out, resume: calls.append((config, out, resume)) or
-                        training.TrainResult("completed", out, 10, 710, []))
+    monkeypatch.setattr(train_command, "train", lambda config, out, resume, eager: calls.append(
+        (config, out, resume, eager)) or training.TrainResult("completed", out, 10, 710, []))
     monkeypatch.chdir(tmp_path)
     assert main(["train"]) == 0
-    ((config, out, resume),) = calls
+    assert main(["train", "--eager"]) == 0
+    ((config, out, resume, eager), (_, _, _, asked_eager)) = calls
     assert config == TrainConfig() and config.data_dir is None and not resume and out.parent == Path("runs")
+    assert not eager and asked_eager  # the captured step by default
 
 
 def test_train_writes_its_run(trained):
@@ -126,38 +128,24 @@ def test_sample_writes_a_png(trained, tmp_path, capsys):
 
 
 def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
-    adam_step = Adam.step
-
-    def step_with_sigint(self):
-        if self.steps[0] == 12:
-            signal.raise_signal(signal.SIGINT)
-        adam_step(self)
-
-    monkeypatch.setattr(Adam, "step", step_with_sigint)
+    restore = signal_during_step(monkeypatch, signal.SIGINT, 12)
     out = tmp_path / "run"
     assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 130
     error = capsys.readouterr().err.strip()
     assert "interrupted after step 13" in error and f"--out {out} --resume" in error and "\n" not in error
-    monkeypatch.setattr(Adam, "step", adam_step)
+    restore()
     assert main(["train", "--out", str(out), "--resume"]) == 0
     assert metrics(out) == metrics(trained)
     assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
 
 
 def test_sigterm_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
-    adam_step = Adam.step
-
-    def step_with_sigterm(self):
-        if self.steps[0] == 12:
-            signal.raise_signal(signal.SIGTERM)
-        adam_step(self)
-
-    monkeypatch.setattr(Adam, "step", step_with_sigterm)
+    restore = signal_during_step(monkeypatch, signal.SIGTERM, 12)
     out = tmp_path / "run"
     assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 143
     error = capsys.readouterr().err.strip()
     assert error.startswith("minivae: terminated (SIGTERM) after step 13") and "checkpoint saved" in error
-    monkeypatch.setattr(Adam, "step", adam_step)
+    restore()
     assert main(["train", "--out", str(out), "--resume"]) == 0
     assert metrics(out) == metrics(trained)
     assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
@@ -249,3 +237,21 @@ def test_resume_errors_name_the_conflict(trained, capsys):
     assert "already holds checkpoint.npz" in capsys.readouterr().err
     assert main(["train", "--out", str(trained), "--resume", "--latent-dim", "5"]) == 1
     assert "latent_dim=5 (the checkpoint has 2)" in capsys.readouterr().err
+
+
+def signal_during_step(monkeypatch, signum, step_number):
+    """Make the training loop raise ``signum`` during step ``step_number + 1`` (before its update),
+    whichever step the loop runs (captured or eager)."""
+    from minivae.training import loop
+    real = loop._training_step
+
+    def training_step(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def with_signal(x, rng, state):
+            if state.step == step_number:
+                signal.raise_signal(signum)
+            return step(x, rng, state)
+        return with_signal
+    monkeypatch.setattr(loop, "_training_step", training_step)
+    return lambda: monkeypatch.setattr(loop, "_training_step", real)

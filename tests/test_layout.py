@@ -20,7 +20,7 @@ LAYERS = {
     "minivae.functions": 1, "minivae.kernels": 1, "minivae.checks": 1, "minivae.files": 1,
     "minivae": 2,  # the package's __init__: the engine and the model, nothing above (the rest loads lazily)
     "minivae.nn": 2, "minivae.distributions": 2, "minivae.vae": 2, "minivae.optim": 2, "minivae.gradcheck": 2,
-    "minivae.testing": 2,
+    "minivae.testing": 2, "minivae.capture": 2,
     "minivae.data": 3, "minivae.figures": 3, "minivae.training": 3, "minivae.study": 3,
     "minivae.cli": 4, "minivae.__main__": 4,
 }

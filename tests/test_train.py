@@ -122,18 +122,11 @@ def test_an_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path
 
 def test_ctrl_c_during_a_step_stops_after_that_step(tmp_path, digits, monkeypatch):
     run(TINY, tmp_path / "straight", digits)
-    adam_step = Adam.step
-
-    def step_with_sigint(self):
-        if self.steps[0] == 6:  # during the 7th step, before the update
-            signal.raise_signal(signal.SIGINT)
-        adam_step(self)
-
-    monkeypatch.setattr(Adam, "step", step_with_sigint)
+    restore = signal_during_step(monkeypatch, signal.SIGINT, 6)  # during the 7th step, before the update
     result = run(TINY, tmp_path / "resumed", digits)
     assert (result.status, result.step) == ("interrupted", 7)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    monkeypatch.setattr(Adam, "step", adam_step)
+    restore()
     run(TINY, tmp_path / "resumed", digits, resume=True)
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
@@ -164,7 +157,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path
 
     monkeypatch.setattr(VAE, "negative_elbo", nan_at_step_13)
     with pytest.raises(TrainingDiverged) as stopped:
-        run(TINY, tmp_path, digits)
+        run(TINY, tmp_path, digits, eager=True)  # the eager step calls negative_elbo at every step
     message = str(stopped.value)
     assert "the loss (negative ELBO) is nan at step 13 (epoch 2, batch 3)" in message
     assert "checkpoint.npz keeps the last saved state (step 10)" in message
@@ -417,3 +410,34 @@ def test_a_resume_on_the_command_line_takes_a_new_data_dir(tmp_path, digits, cap
     assert main(["train", "--out", str(out), "--resume"]) == 1
     assert "data directory" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--data-dir", str(moved)]) == 0
+
+
+def signal_during_step(monkeypatch, signum, step_number):
+    """Make the training loop raise ``signum`` during step ``step_number + 1`` (before its update),
+    whichever step the loop runs (captured or eager)."""
+    from minivae.training import loop
+    real = loop._training_step
+
+    def training_step(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def with_signal(x, rng, state):
+            if state.step == step_number:
+                signal.raise_signal(signum)
+            return step(x, rng, state)
+        return with_signal
+    monkeypatch.setattr(loop, "_training_step", training_step)
+    return lambda: monkeypatch.setattr(loop, "_training_step", real)
+
+
+def test_the_captured_and_the_eager_step_train_the_same_run(tmp_path, digits):
+    run(TINY, tmp_path / "captured", digits)
+    run(TINY, tmp_path / "eager", digits, eager=True)
+    assert_same_run(tmp_path / "captured", tmp_path / "eager")
+
+
+def test_a_diverging_captured_step_stops_training_with_the_eager_message(tmp_path, digits):
+    config = TrainConfig(**{**TINY.to_json(), "lr": 1e30})
+    with pytest.raises(TrainingDiverged, match=r"the (loss \(negative ELBO\) is nan|gradient of .* has non-finite "
+                                               r"values) at step \d+"):
+        run(config, tmp_path, digits)

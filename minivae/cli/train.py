@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR",
                        help="output directory, held by one run at a time (default: a new runs/<date-time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--eager", action="store_true",
+                        help="walk the engine's graph at every step instead of replaying the captured step "
+                             "(the same numbers, slower; see docs/capture.md)")
     parser.set_defaults(handler=run)
 
 
@@ -60,7 +63,7 @@ def run(args) -> int:
         config = TrainConfig(**given)
     out = Path(args.out) if args.out is not None else new_run_folder("runs", time.strftime("%Y%m%d-%H%M%S"))
     try:
-        result = train(config, out, resume=args.resume)
+        result = train(config, out, resume=args.resume, eager=args.eager)
     except DiskFullError as err:
         if not (out / CHECKPOINT).is_file():
             raise

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..capture import NonFiniteError, capture_step
 from ..data import MnistSplit, load_mnist
 from ..engine import Tensor
 from ..files import atomic_write, remove_stale_temporaries
@@ -60,7 +61,7 @@ class TrainResult:
 
 
 def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | None = None, stream=None,
-          after_step=None) -> TrainResult:
+          after_step=None, eager: bool = False) -> TrainResult:
     """Train (or, with ``resume``, continue) the run in directory ``out`` up to ``config.epochs``.
 
     ``data`` defaults to ``load_mnist(config.data_dir)``. Progress goes to ``stream`` (stdout).
@@ -68,6 +69,9 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
     KeyboardInterrupt raised by ``after_step``, stops the run at the end of the last completed
     step and saves a checkpoint from which ``resume`` continues exactly as if never stopped.
     SIGTERM does the same (``TrainResult.signal`` says which signal stopped the run).
+    Each step runs as a captured step (``minivae.capture``: traced once per batch shape, then
+    replayed on arrays, with one Adam pass over all parameters); ``eager=True`` walks the engine's
+    graph at every step instead. Both give the same numbers, bit for bit.
     A non-finite loss or gradient raises ``TrainingDiverged`` and leaves the last checkpoint as it is.
     Resuming a run that has already trained ``config.epochs`` epochs only says so, after writing
     again any of its figures that is missing or broken.
@@ -95,10 +99,11 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
         load_checkpoint(checkpoint_path)  # reports the missing checkpoint
     with RunLock(out), DeferredInterrupt() as interrupt:
         remove_stale_temporaries(out, (CHECKPOINT, METRICS, *FIGURES, MANIFOLD))
-        return _train_in(config, out, resume, data, Progress(stream), after_step, interrupt)
+        return _train_in(config, out, resume, data, Progress(stream), after_step, interrupt, eager)
 
 
-def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_step, interrupt) -> TrainResult:
+def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_step, interrupt,
+              eager: bool = False) -> TrainResult:
     """``train`` in the run folder ``out``, which this process holds."""
     checkpoint_path = out / CHECKPOINT
     if resume:
@@ -135,11 +140,12 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
                   f"{len(data.train_images)} training and {len(targets)} held-out digits, {data.source}")
     if kernels_need_compiling():
         progress.line(COMPILE_NOTE)
+    step = _training_step(model, optimizer, config, eager)
     try:
         while state.epoch < config.epochs:
             if interrupt.requested:
                 raise KeyboardInterrupt
-            _train_epoch(config, data.train_images, model, optimizer, rng, state, progress, interrupt, after_step)
+            _train_epoch(config, data.train_images, step, rng, state, progress, interrupt, after_step)
             _finish_epoch(config, out, model, optimizer, rng, state, targets, progress, data.source)
             if interrupt.requested and state.epoch < config.epochs:
                 raise KeyboardInterrupt
@@ -182,20 +188,39 @@ def _check_same_run(saved: TrainConfig, asked: TrainConfig, path: Path) -> None:
         raise CheckpointError(f"train: resuming {path} with different settings: {', '.join(differences)}")
 
 
-def _train_epoch(config, images, model, optimizer, rng, state: RunState, progress: Progress, interrupt,
-                 after_step) -> None:
+def _training_step(model, optimizer, config, eager: bool):
+    """``step(x, rng, state) -> loss``: the captured step, or with ``eager`` the engine's walk at every step.
+
+    Either raises ``TrainingDiverged`` for a non-finite loss or gradient, before any parameter changes.
+    """
+    parameters = list(model.named_parameters())
+    if eager:
+        return lambda x, rng, state: _step(model, optimizer, parameters, x, rng, config, state)
+    captured = capture_step(model, optimizer,
+                            lambda x, rng: model.negative_elbo(x, rng, config.samples, config.estimator))
+
+    def step(x, rng, state):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported as a divergence instead
+            try:
+                return captured(x, rng)
+            except NonFiniteError as err:
+                what = str(err).replace("the loss is", "the loss (negative ELBO) is")
+                raise TrainingDiverged(_divergence(what, state)) from None
+    return step
+
+
+def _train_epoch(config, images, step, rng, state: RunState, progress: Progress, interrupt, after_step) -> None:
     """The rest of the current epoch, from ``state.position`` on, updating ``state`` after every step."""
     if state.permutation is None:
         state.permutation = rng.permutation(len(images))
     batches = math.ceil(len(images) / config.batch_size)
-    parameters = list(model.named_parameters())
     while state.position < batches:
         started = time.perf_counter()
         indices = state.permutation[state.position * config.batch_size:(state.position + 1) * config.batch_size]
         x = images[indices]
         if config.binarize:
             x = bernoulli_sample(x, rng)
-        loss = _step(model, optimizer, parameters, x, rng, config, state)
+        loss = step(x, rng, state)
         state.seconds += time.perf_counter() - started
         state.loss_sum += loss * len(indices)
         state.position += 1
