@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Op, Tensor, exp, gradients, relu as relu_op, softplus, transpose
+from .engine import Op, Tensor, exp, gradients, relu as relu_op, reshape, softplus, transpose
 from .engine.ops import value
 from .kernels import backend
 
@@ -51,8 +51,11 @@ class Function:
         def vjp(ctx, g):
             if not isinstance(g, Tensor):
                 return kernel_vjp(ctx, g)
-            wanted = [x for x, needed in zip(ctx.inputs, ctx.needs_grad) if needed]
-            out = composite(*ctx.inputs, **ctx.static)  # g seeds the walk as a Tensor: the result depends on it
+            # Each argument position gets an alias of its own (an identity node on it), so that the gradient
+            # of one position never includes a path through another (the same tensor twice, or x and 2x).
+            aliases = [reshape(x, shape=x.shape) if needed else x for x, needed in zip(ctx.inputs, ctx.needs_grad)]
+            wanted = [a for a, needed in zip(aliases, ctx.needs_grad) if needed]
+            out = composite(*aliases, **ctx.static)  # g seeds the walk as a Tensor: the result depends on it
             grads = iter(gradients(out, wanted, grad_output=g, create_graph=True))
             return tuple(next(grads) if needed else None for needed in ctx.needs_grad)
         op.vjp, op.twice_differentiable, op.function = vjp, True, self

@@ -92,6 +92,7 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
                 p.data = p.data.copy()
         leaves += held
         if order == 2:
+            _check_recorded_first_derivatives(fn, args, leaves, seed, atol, rtol)
             fn = _first_derivatives(fn, [x for _, x in leaves], seed)
         check = _Check(fn, args, [x for _, x in leaves], eps, atol, rtol, seed)
         for k, (label, x) in enumerate(leaves):
@@ -117,6 +118,36 @@ def _first_derivatives(fn, leaves: list, seed: int):
             grads = gradients((out * cotangents[out.shape]).sum(), leaves, create_graph=True)
             return concatenate([g.reshape(-1) for g in grads])
     return first
+
+
+def _check_recorded_first_derivatives(fn, args, leaves, seed: int, atol: float, rtol: float) -> None:
+    """The first derivatives that ``order=2`` differentiates — recorded with ``create_graph`` — must equal
+    those of a plain ``backward``: a recorded backward that is wrong but self-consistent would
+    otherwise pass its own central differences."""
+    tensors = [x for _, x in leaves]
+    for x in tensors:
+        x.grad = None
+    with enable_grad():
+        out = fn(*args)
+        if not isinstance(out, Tensor) or not out.requires_grad:
+            return
+        w = np.random.default_rng(seed + 1).standard_normal(out.shape)
+        recorded = gradients((out * w).sum(), tensors, create_graph=True)
+        (out * w).sum().backward()
+    try:
+        for (label, x), r in zip(leaves, recorded):
+            plain = np.zeros_like(x.data) if x.grad is None else np.asarray(x.grad)
+            difference = np.abs(r.data - plain)
+            bad = ~(difference <= atol + rtol * np.abs(plain))
+            if bad.any():
+                worst = np.unravel_index(np.argmax(np.where(bad, difference, -1.0)), x.shape)
+                raise GradcheckError(
+                    f"gradcheck: the first derivatives recorded with create_graph differ from backward's for "
+                    f"{label} of shape {x.shape}: {np.count_nonzero(bad)} of {x.size} elements; element "
+                    f"{tuple(int(k) for k in worst)}: recorded {r.data[worst]:.8g}, backward {plain[worst]:.8g}")
+    finally:
+        for x in tensors:
+            x.grad = None
 
 
 class _Check:

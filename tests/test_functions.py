@@ -307,3 +307,35 @@ def test_errors_name_the_function_and_the_shapes():
         fused.bernoulli_log_prob(f32, np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"gaussian_rsample: eps of shape \(2, 2, 2, 3\) for mu of shape \(2, 3\)"):
         fused.gaussian_rsample(f32, f32, np.zeros((2, 2, 2, 3), np.float32))
+
+
+@pytest.mark.parametrize("case", ["rsample(z, 2z)", "kl(z, z)", "linear(z, z, b)", "bernoulli(z, sigmoid z)",
+                                  "linear_relu(z, z, z[0])"])
+def test_derivatives_where_one_tensor_reaches_two_arguments_of_a_fused_node(case):
+    eps = mv.Tensor(np.array([[1.0, -0.5], [0.3, 2.0]]))
+    b = mv.Tensor(np.array([0.1, -0.2]))
+    functions_of_z = {
+        "rsample(z, 2z)": lambda z: functions.gaussian_rsample(z, 2 * z, eps),
+        "kl(z, z)": lambda z: functions.kl_to_standard_normal(z, z),
+        "linear(z, z, b)": lambda z: mv.tanh(functions.linear(z, z, b)),
+        "bernoulli(z, sigmoid z)": lambda z: functions.bernoulli_log_prob(z, mv.sigmoid(z)),
+        "linear_relu(z, z, z[0])": lambda z: mv.tanh(functions.linear_relu(z, z * 1.0, z[0])),
+    }
+    f = functions_of_z[case]
+    z = np.array([[0.3, -0.5], [1.0, 0.2]])
+    v = np.array([[1.0, 0.5], [-0.3, 2.0]])
+    results = {}
+    for backend in kernels.BACKENDS:
+        with kernels.use(backend):
+            plain = mv.Tensor(z, requires_grad=True)
+            f(plain).sum().backward()
+            results[backend] = (plain.grad, mv.grad(lambda t: f(t).sum())(z).data,
+                                mv.hvp(lambda t: f(t).sum(), z, v).data)
+    for fast, reference in zip(results["numba"], results["reference"]):
+        np.testing.assert_allclose(fast, reference, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results["numba"][1], results["numba"][0], rtol=1e-12)  # recorded = plain
+
+
+def test_reductions_of_booleans_count():
+    t = mv.Tensor(np.array([0.5, -1.0, 2.0]))
+    assert (t > 0).sum().item() == 2 and (t > 0).mean().item() == pytest.approx(2 / 3)

@@ -304,3 +304,25 @@ def test_order_2_through_a_float32_module_on_both_backends():
 def test_order_must_be_1_or_2():
     with pytest.raises(ValueError, match="gradcheck: order must be 1 or 2, got 3"):
         mv.gradcheck(mv.exp, np.ones(2), order=3)
+
+
+def square_with_wrong_recorded_backward():
+    """x² whose backward is right on arrays (2gx) but, run on Tensors (create_graph), gives 4gx: wrong
+    and yet consistent with its own central differences."""
+    @mv.primitive
+    def square(x):
+        return x * x
+
+    @square.defvjp
+    def square_vjp(ctx, g):
+        x, = ctx.inputs
+        return (g * (4 if isinstance(x, mv.Tensor) else 2) * x,)
+    return square
+
+
+def test_order_2_compares_the_recorded_first_derivatives_with_backward():
+    square = square_with_wrong_recorded_backward()
+    x = mv.Tensor(np.array([0.5, -1.0]), requires_grad=True, name="x")
+    assert mv.gradcheck(lambda t: square(t).sum(), x)
+    with pytest.raises(mv.GradcheckError, match="recorded with create_graph differ from backward's for input 0 'x'"):
+        mv.gradcheck(lambda t: square(t).sum(), x, order=2)

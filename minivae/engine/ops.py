@@ -445,8 +445,11 @@ def accumulator(dtype: np.dtype):
 
 @primitive
 def sum(x, *, axis=None, keepdims=False):  # noqa: A001
-    """Σ x over ``axis``; float32 accumulates in float64 and is rounded once, to float32."""
-    return np.sum(x, axis=axis, keepdims=keepdims, dtype=accumulator(x.dtype)).astype(x.dtype, copy=False)
+    """Σ x over ``axis``; float32 accumulates in float64 and is rounded once, to float32; booleans count."""
+    wide = accumulator(x.dtype)
+    if wide is None:
+        return np.sum(x, axis=axis, keepdims=keepdims)
+    return np.sum(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
 
 
 @sum.defvjp
@@ -457,8 +460,11 @@ def sum_vjp(ctx, g):
 
 @primitive
 def mean(x, *, axis=None, keepdims=False):
-    """The mean over ``axis``, accumulated as ``sum`` is."""
-    return np.mean(x, axis=axis, keepdims=keepdims, dtype=accumulator(x.dtype)).astype(x.dtype, copy=False)
+    """The mean over ``axis``, accumulated as ``sum`` is; the mean of booleans is a fraction."""
+    wide = accumulator(x.dtype)
+    if wide is None:
+        return np.mean(x, axis=axis, keepdims=keepdims)
+    return np.mean(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
 
 
 @mean.defvjp
