@@ -360,6 +360,18 @@ def _padded_span(low: float, high: float) -> tuple[float, float]:
 VARIANCE_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c")  # one per estimator, in the order given
 
 
+def _variance_axes(rows) -> tuple:
+    """(the states in order, the log10 range of the sample counts, whole decades spanning the variances)."""
+    states = list(dict.fromkeys(r.state for r in rows))
+    log_s = np.log10([r.samples for r in rows])
+    log_v = np.log10([r.variance for r in rows])
+    s_range = (log_s.min() - 0.1, log_s.max() + 0.1)
+    v_range = (math.floor(log_v.min()), math.ceil(log_v.max()))
+    if v_range[0] == v_range[1]:
+        v_range = (v_range[0] - 1, v_range[1] + 1)
+    return states, s_range, v_range
+
+
 def variance_plot(rows, estimators, width: int = 760, height: int = 360) -> str:
     """An SVG figure: log₁₀ variance against log₁₀ S, one panel per state, one line per estimator.
 
@@ -369,13 +381,7 @@ def variance_plot(rows, estimators, width: int = 760, height: int = 360) -> str:
     rows = list(rows)
     if not rows:
         raise ValueError("variance_plot: no rows to draw")
-    states = list(dict.fromkeys(r.state for r in rows))
-    log_s = np.log10([r.samples for r in rows])
-    log_v = np.log10([r.variance for r in rows])
-    s_range = (log_s.min() - 0.1, log_s.max() + 0.1)
-    v_range = (np.floor(log_v.min()), np.ceil(log_v.max()))
-    if v_range[0] == v_range[1]:
-        v_range = (v_range[0] - 1, v_range[1] + 1)
+    states, s_range, v_range = _variance_axes(rows)
     legend_height, margin_left, margin_bottom, gap = 28, 64, 40, 30
     panel_width = (width - margin_left - gap * len(states)) / len(states)
     panel_top, panel_height = legend_height + 20, height - legend_height - 20 - margin_bottom
@@ -429,13 +435,7 @@ def variance_plot_png(rows, estimators, width: int = 760, height: int = 400) -> 
     if not rows:
         raise ValueError("variance_plot_png: no rows to draw")
     colours = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in VARIANCE_COLOURS]
-    states = list(dict.fromkeys(r.state for r in rows))
-    log_s = np.log10([r.samples for r in rows])
-    log_v = np.log10([r.variance for r in rows])
-    s_range = (log_s.min() - 0.1, log_s.max() + 0.1)
-    v_range = (math.floor(log_v.min()), math.ceil(log_v.max()))
-    if v_range[0] == v_range[1]:
-        v_range = (v_range[0] - 1, v_range[1] + 1)
+    states, s_range, v_range = _variance_axes(rows)
     canvas = np.full((height, width, 3), 255, np.uint8)
     title = "gradient variance per parameter against samples s"
     _draw_text(canvas, title, 8, (width - text_width(title)) // 2)

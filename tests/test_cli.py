@@ -16,7 +16,6 @@ from minivae import training
 from minivae.cli import evaluate as evaluate_command, train as train_command
 from minivae.cli import build_parser, main
 from minivae.data import MnistSplit, load_mnist, save_mnist, write_idx
-from minivae.optim import Adam
 from minivae.figures import CHAR_HEIGHT, DIGIT_SCALE
 from minivae.training import TrainConfig, load_checkpoint
 from test_images import axes, decode_png, ink
@@ -127,8 +126,9 @@ def test_sample_writes_a_png(trained, tmp_path, capsys):
     assert width == grid and height > grid and "s.png" in capsys.readouterr().out
 
 
-def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
-    restore = signal_during_step(monkeypatch, signal.SIGINT, 12)
+def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, signal_during_step,
+                                                        capsys):
+    restore = signal_during_step(signal.SIGINT, 12)
     out = tmp_path / "run"
     assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 130
     error = capsys.readouterr().err.strip()
@@ -139,8 +139,9 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_p
     assert (out / "manifold.png").read_bytes() == (trained / "manifold.png").read_bytes()
 
 
-def test_sigterm_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, monkeypatch, capsys):
-    restore = signal_during_step(monkeypatch, signal.SIGTERM, 12)
+def test_sigterm_saves_and_resume_finishes_the_same_run(trained, mnist_dir, tmp_path, signal_during_step,
+                                                        capsys):
+    restore = signal_during_step(signal.SIGTERM, 12)
     out = tmp_path / "run"
     assert main(["train", *TINY, "--data-dir", str(mnist_dir), "--out", str(out)]) == 143
     error = capsys.readouterr().err.strip()
@@ -237,21 +238,3 @@ def test_resume_errors_name_the_conflict(trained, capsys):
     assert "already holds checkpoint.npz" in capsys.readouterr().err
     assert main(["train", "--out", str(trained), "--resume", "--latent-dim", "5"]) == 1
     assert "latent_dim=5 (the checkpoint has 2)" in capsys.readouterr().err
-
-
-def signal_during_step(monkeypatch, signum, step_number):
-    """Make the training loop raise ``signum`` during step ``step_number + 1`` (before its update),
-    whichever step the loop runs (captured or eager)."""
-    from minivae.training import loop
-    real = loop._training_step
-
-    def training_step(*args, **kwargs):
-        step = real(*args, **kwargs)
-
-        def with_signal(x, rng, state):
-            if state.step == step_number:
-                signal.raise_signal(signum)
-            return step(x, rng, state)
-        return with_signal
-    monkeypatch.setattr(loop, "_training_step", training_step)
-    return lambda: monkeypatch.setattr(loop, "_training_step", real)

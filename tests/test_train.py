@@ -15,7 +15,6 @@ from minivae import training
 from minivae.training import checkpoint as checkpoint_module
 from minivae.data import MnistSplit, load_mnist
 from minivae.engine import Tensor, sqrt
-from minivae.optim import Adam
 from minivae.training.config import likelihood
 from minivae.training import (CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, read_checkpoint_config,
                            sample_checkpoint, save_checkpoint, train)
@@ -120,9 +119,9 @@ def test_an_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
 
-def test_ctrl_c_during_a_step_stops_after_that_step(tmp_path, digits, monkeypatch):
+def test_ctrl_c_during_a_step_stops_after_that_step(tmp_path, digits, signal_during_step):
     run(TINY, tmp_path / "straight", digits)
-    restore = signal_during_step(monkeypatch, signal.SIGINT, 6)  # during the 7th step, before the update
+    restore = signal_during_step(signal.SIGINT, 6)  # during the 7th step, before the update
     result = run(TINY, tmp_path / "resumed", digits)
     assert (result.status, result.step) == ("interrupted", 7)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -411,23 +410,6 @@ def test_a_resume_on_the_command_line_takes_a_new_data_dir(tmp_path, digits, cap
     assert "data directory" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--data-dir", str(moved)]) == 0
 
-
-def signal_during_step(monkeypatch, signum, step_number):
-    """Make the training loop raise ``signum`` during step ``step_number + 1`` (before its update),
-    whichever step the loop runs (captured or eager)."""
-    from minivae.training import loop
-    real = loop._training_step
-
-    def training_step(*args, **kwargs):
-        step = real(*args, **kwargs)
-
-        def with_signal(x, rng, state):
-            if state.step == step_number:
-                signal.raise_signal(signum)
-            return step(x, rng, state)
-        return with_signal
-    monkeypatch.setattr(loop, "_training_step", training_step)
-    return lambda: monkeypatch.setattr(loop, "_training_step", real)
 
 
 def test_the_captured_and_the_eager_step_train_the_same_run(tmp_path, digits):

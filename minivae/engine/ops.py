@@ -443,13 +443,18 @@ def accumulator(dtype: np.dtype):
     return np.float64 if dtype.kind == "f" and dtype.itemsize < 8 else None
 
 
+def _accumulated(reduction, x, axis, keepdims):
+    """``reduction`` (np.sum or np.mean) of x, float32 accumulated in float64 and rounded once."""
+    wide = accumulator(x.dtype)
+    if wide is None:
+        return reduction(x, axis=axis, keepdims=keepdims)
+    return reduction(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
+
+
 @primitive
 def sum(x, *, axis=None, keepdims=False):  # noqa: A001
     """Σ x over ``axis``; float32 accumulates in float64 and is rounded once, to float32; booleans count."""
-    wide = accumulator(x.dtype)
-    if wide is None:
-        return np.sum(x, axis=axis, keepdims=keepdims)
-    return np.sum(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
+    return _accumulated(np.sum, x, axis, keepdims)
 
 
 @sum.defvjp
@@ -461,10 +466,7 @@ def sum_vjp(ctx, g):
 @primitive
 def mean(x, *, axis=None, keepdims=False):
     """The mean over ``axis``, accumulated as ``sum`` is; the mean of booleans is a fraction."""
-    wide = accumulator(x.dtype)
-    if wide is None:
-        return np.mean(x, axis=axis, keepdims=keepdims)
-    return np.mean(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
+    return _accumulated(np.mean, x, axis, keepdims)
 
 
 @mean.defvjp
