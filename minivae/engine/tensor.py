@@ -160,6 +160,12 @@ class Tensor:
             return np.array(self.data, dtype=dtype)
         return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
+    def __array_function__(self, function, types, args, kwargs):
+        """A NumPy function (``np.sum``, ``np.max``, ``np.concatenate``...) applied to Tensors is applied to
+        their arrays, as ``__array__`` promises: it returns what it returns for ndarrays, with no graph
+        (the engine's own functions, ``mv.sum`` or ``t.sum()``, are the differentiable ones)."""
+        return function(*_arrays_of(args), **_arrays_of(kwargs))
+
     def item(self):
         """The value of a one-element tensor as a Python number."""
         return self.data.item()
@@ -374,6 +380,19 @@ def _run_hooks(node: Tensor, g, create_graph: bool):
                                    f"for a tensor of shape {node.shape}")
             g = replaced
     return g
+
+
+def _arrays_of(value):
+    """``value`` with every Tensor in it (also inside lists, tuples and dicts) replaced by its array."""
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, list):
+        return [_arrays_of(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_arrays_of(v) for v in value)
+    if isinstance(value, dict):
+        return {key: _arrays_of(v) for key, v in value.items()}
+    return value
 
 
 def _as_tensor(value) -> Tensor:
