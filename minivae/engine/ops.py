@@ -214,10 +214,12 @@ def pow(x, y):  # noqa: A001  (x ** y)
 def pow_vjp(ctx, g):
     """∂/∂x = y·x^(y-1) and ∂/∂y = x^y·log x, each 0 where its factor is 0 though the other is infinite.
 
-    At x = 0 and y = 0, y·x^(y-1) is 0·∞ (true value 0); at x = 0 with x^y = 0 (y > 0), x^y·log x is
-    0·(-∞) (true value 0). There the 0 is chosen before the infinite factor is formed (``where``
-    on a safe base), so that neither the gradient nor its own gradient meets 0·∞; everywhere else
-    the formula stands as it is, and so do its derivatives.
+    At x = 0 and y = 0, y·x^(y-1) is 0·∞ (true value 0); at x = 0 with y > 0, x^y·log x is 0·(-∞)
+    (true value 0). At x = 0 and y = 0, ∂/∂y is 1·(-∞): the one-sided limit from x > 0 is -∞, but
+    0^y is 0 for every y > 0 and 1 at y = 0, so the engine takes 0 there, as PyTorch and JAX do (an
+    infinite gradient would poison a whole optimizer step). There the 0 is chosen before the
+    infinite factor is formed (``where`` on a safe base), so that neither the gradient nor its own
+    gradient meets 0·∞; everywhere else the formula stands as it is, and so do its derivatives.
     """
     x, y = ctx.inputs
     grad_x = grad_y = None
@@ -227,7 +229,7 @@ def pow_vjp(ctx, g):
         with np.errstate(divide="ignore"):  # 0 ** negative: the derivative is truly infinite there
             grad_x = where(zero_times_inf, 0, g * y * x ** where(zero_times_inf, 1, y - 1))
     if ctx.needs_grad[1]:
-        zero_times_inf = x_is_0 & (value(ctx.ans) == 0)
+        zero_times_inf = x_is_0 & (value(y) >= 0)
         grad_y = where(zero_times_inf, 0, g * ctx.ans * log(where(zero_times_inf, 1, x)))
     return grad_x, grad_y
 
