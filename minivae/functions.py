@@ -173,8 +173,8 @@ def kl_to_standard_normal(mu, logvar):
 
 @function
 def kl_diagonal_gaussians(mu, logvar, other_mu, other_logvar):
-    """KL(N(μ, σ²) ‖ N(m, s²)) = ½ Σ_j [σ_j²/s_j² − log(σ_j²/s_j²) − 1 + ((μ_j − m_j)/s_j)²], over the last
-    axis, in nats.
+    """KL(N(μ, σ²) ‖ N(m, s²)) = ½ Σ_j [σ_j²/s_j² − log(σ_j²/s_j²) − 1 + ((μ_j − m_j)/s_j)²], over
+    the last axis, in nats.
 
     σ²/s² is exp(log σ² − log s²) and (μ − m)/s a standardized residual (``gaussian_log_prob``):
     σ² and 1/s² are never formed apart, so equal extreme variances (float32 beyond ±88, float64

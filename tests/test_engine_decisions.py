@@ -47,7 +47,8 @@ def test_a_backward_that_leaves_the_graph_gives_its_first_derivative_and_refuses
 
 @pytest.mark.parametrize("backward, how", [
     (lambda ctx, g: (g.data / (1 + np.abs(ctx.inputs[0].data)) ** 2,), "returned an ndarray"),
-    (lambda ctx, g: (mv.Tensor(g.data / (1 + np.abs(ctx.inputs[0].data)) ** 2),), "returned a Tensor outside the graph"),
+    (lambda ctx, g: (mv.Tensor(g.data / (1 + np.abs(ctx.inputs[0].data)) ** 2),),
+     "returned a Tensor outside the graph"),
     (lambda ctx, g: (g / (1 + np.sum(np.abs(ctx.inputs[0]))) ** 2,),
      "turned a Tensor that requires grad into an ndarray"),
     (lambda ctx, g: (g / (1 + abs(float(ctx.inputs[0]))) ** 2,), r"turned .* into a Python number \(float\(\)\)"),

@@ -178,8 +178,9 @@ TAIL_FAMILIES = {  # each family with parameters, and its F and F⁻¹ in mpmath
                     lambda mp, z, p: -mp.expm1(mp.exp(p["log_b"]) * mp.log1p(-z ** mp.exp(p["log_a"]))),
                     lambda mp, u, p: (-mp.expm1(mp.log1p(-u) / mp.exp(p["log_b"]))) ** (1 / mp.exp(p["log_a"]))),
 }
-TAIL_POINTS = {  # (points z for F, points u for F⁻¹) deep in both tails of each family, per dtype (Kumaraswamy's zᵃ
-    # kept above the subnormals, where no value has its relative precision)
+# (points z for F, points u for F⁻¹) deep in both tails of each family, per dtype (Kumaraswamy's zᵃ kept
+# above the subnormals, where no value has its relative precision)
+TAIL_POINTS = {
     ("Logistic", np.float32): ([-80.0, -30.0, -5.0, 5.0, 30.0], [1e-30, 1e-8, 0.5, 1 - 2 ** -20, 1 - 2 ** -24]),
     ("Logistic", np.float64): ([-700.0, -100.0, -5.0, 5.0, 30.0], [1e-300, 1e-20, 0.5, 1 - 2 ** -40, 1 - 2 ** -53]),
     ("Exponential", np.float32): ([1e-30, 1e-6, 1.0, 10.0], [1e-30, 1e-6, 0.5, 1 - 2 ** -24]),

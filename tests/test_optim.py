@@ -191,7 +191,8 @@ def test_adam_updates_a_0d_parameter_on_both_backends():
 def test_a_step_after_backward_with_create_graph_steps_on_the_gradients_value(optimizer_class, hyper, backend):
     """After backward(create_graph=True) .grad is a Tensor: the step uses its value, as PyTorch's does."""
     from minivae import kernels
-    pytest.importorskip("numba") if backend == "numba" else None
+    if backend == "numba":
+        pytest.importorskip("numba")
     plain, recorded = (Parameter(THETA.astype(np.float32)) for _ in range(2))
     expected, stepped = optimizer_class([plain], **hyper), optimizer_class([recorded], **hyper)
     (plain * plain).sum().backward()
@@ -209,7 +210,8 @@ def test_a_step_after_backward_with_create_graph_steps_on_the_gradients_value(op
 @pytest.mark.parametrize("backend", ["numba", "reference"])
 def test_a_read_only_parameter_is_refused_in_one_line_and_nothing_changes(optimizer_class, hyper, backend):
     from minivae import kernels
-    pytest.importorskip("numba") if backend == "numba" else None
+    if backend == "numba":
+        pytest.importorskip("numba")
     array = THETA.copy()
     array.flags.writeable = False
     p = Parameter(array)

@@ -157,7 +157,8 @@ class Tensor:
         """``np.asarray(t)`` is the tensor's data: NumPy functions applied to a Tensor see its array
         and record no graph (inside a backward that ``create_graph`` records, the engine notes it: see
         ``_note_leaving_the_graph``)."""
-        _note_leaving_the_graph(self, "turned a Tensor that requires grad into an ndarray (np.asarray, or a NumPy function such as np.abs)")
+        _note_leaving_the_graph(self, "turned a Tensor that requires grad into an ndarray (np.asarray, or a NumPy "
+                                      "function such as np.abs)")
         if copy:
             return np.array(self.data, dtype=dtype)
         return self.data if dtype is None else self.data.astype(dtype, copy=False)
