@@ -30,10 +30,15 @@ def test_jvp_keeps_float32_and_the_output_shape():
 
 def test_jvp_composes_with_itself_and_with_grad():
     x = np.array([0.3, 1.2])
-    first = lambda z: mv.jvp(mv.tanh, (z,), (np.ones(2),))[1]           # tanh'(z)
+    def first(z):                                                        # tanh'(z)
+        return mv.jvp(mv.tanh, (z,), (np.ones(2),))[1]
+
     _, second = mv.jvp(first, (x,), (np.ones(2),))                       # tanh''(z)
     np.testing.assert_allclose(second.data, -2 * np.tanh(x) * (1 - np.tanh(x) ** 2), rtol=1e-13)
-    cubic = lambda z: mv.jvp(lambda w: (w ** 3).sum(), (z,), (np.ones(2),))[1]   # Σ 3 z²
+
+    def cubic(z):                                                        # Σ 3 z²
+        return mv.jvp(lambda w: (w ** 3).sum(), (z,), (np.ones(2),))[1]
+
     np.testing.assert_allclose(mv.grad(cubic)(x).data, 6 * x, rtol=1e-14)
 
 
