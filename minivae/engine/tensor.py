@@ -426,10 +426,11 @@ def _checked_gradient(node: Tensor, i: int, pg, g, create_graph: bool, left: str
 
     A gradient of another dtype is an error naming the op (the engine never casts silently, and a
     float64 gradient for a float32 leaf would only be refused later, by the optimizer). Under
-    ``create_graph``, a nonzero gradient computed outside the graph — ``left`` says how the backward
-    left it, or it is an ndarray, or a Tensor that does not depend on a seed ``g`` requiring grad,
-    though a backward is linear in ``g`` — keeps its value but becomes a node whose differentiation
-    is an error naming the op (``_LeftTheGraph``).
+    ``create_graph``, a gradient computed outside the graph — ``left`` says how the backward left it,
+    or it is an ndarray, or a Tensor that does not depend on a seed ``g`` requiring grad, though a
+    backward is linear in ``g`` — keeps its value but becomes a node whose differentiation is an
+    error naming the op (``_LeftTheGraph``). (A zero gradient is no exception: a backward with
+    none returns None.)
     """
     dtype = node.parents[i].dtype
     if pg.dtype != dtype:
@@ -442,7 +443,7 @@ def _checked_gradient(node: Tensor, i: int, pg, g, create_graph: bool, left: str
         left = "returned an ndarray"
     elif left is None and isinstance(g, Tensor) and g.requires_grad and not pg.requires_grad:
         left = "returned a Tensor outside the graph"
-    if left is None or not np.any(pg.data if isinstance(pg, Tensor) else pg):
+    if left is None:
         return _as_tensor(pg)
     parents = tuple(t for t in (*node.parents, g) if isinstance(t, Tensor) and t.requires_grad)
     out = Tensor(pg.data if isinstance(pg, Tensor) else pg)
