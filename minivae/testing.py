@@ -22,6 +22,7 @@ from hypothesis import assume, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from . import functions
+from .checks import FLOAT_DTYPES
 from .engine import Tensor, no_grad, ops
 from .gradcheck import in_float64
 
@@ -29,8 +30,6 @@ __all__ = ["FLOAT_DTYPES", "float_dtypes", "shapes", "broadcastable_shapes", "ma
            "float_arrays", "positive_arrays", "nonzero_arrays", "distinct_arrays", "separated_pairs", "tensors", "in_float64",
            "programs", "Program", "Step", "Operation", "OPERATIONS", "Domain", "REAL", "SMALL", "POSITIVE", "NONZERO",
            "UNIT", "DISTINCT", "SEPARATED"]
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def float_dtypes() -> st.SearchStrategy:
