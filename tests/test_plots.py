@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import minivae
-from minivae.data import MnistSplit, load_mnist, save_mnist
 from minivae.figures import DIGIT_SCALE, line_plot, png_problem, save_png
 from minivae.figures.images import PAIR_GAP
 from minivae.figures.plots import INSTALL_HINT
 from minivae.study.estimators import GRADIENT_ESTIMATORS
 from minivae.study.variance import VarianceRow, variance_plot
 from minivae.training.run_figures import loss_plot
+from test_cli import mnist_dir  # noqa: F401  (a fixture: 300 training and 100 held-out digits)
 
 matplotlib = pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")  # matplotlib's own dependency, to read its PNGs back
@@ -169,18 +169,10 @@ def notes(stderr: str) -> list:
     return [line for line in stderr.splitlines() if "not drawn" in line]
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    everything = load_mnist()
-    subset = MnistSplit(everything.train_images[:300], everything.train_labels[:300],
-                        everything.test_images[:100], everything.test_labels[:100], "subset")
-    return save_mnist(subset, tmp_path_factory.mktemp("mnist"))
-
-
-def test_a_run_without_matplotlib_writes_its_images_and_metrics_and_says_once_how_to_get_the_plot(tmp_path, digits):
+def test_a_run_without_matplotlib_writes_its_grids_and_metrics_and_says_once_how_to_get_the_plot(tmp_path, mnist_dir):
     out = tmp_path / "run"
     args = ["train", "--epochs", "2", "--batch-size", "32", "--hidden", "16", "--latent-dim", "2",
-            "--data-dir", digits, "--out", out]
+            "--data-dir", mnist_dir, "--out", out]
     done = minivae_process(WITHOUT_MATPLOTLIB, *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (note,) = notes(done.stderr)   # two epochs, one note
@@ -192,14 +184,15 @@ def test_a_run_without_matplotlib_writes_its_images_and_metrics_and_says_once_ho
     assert samples.shape[:2] == (DIGIT_SCALE * (8 * 30 + 2),) * 2 and samples.std() > 10
     assert pixels(out / "reconstructions.png").shape[0] == DIGIT_SCALE * (2 * (2 * 30 + 2) + PAIR_GAP)
     again = minivae_process(WITHOUT_MATPLOTLIB, "train", "--out", out, "--resume", cwd=tmp_path)
-    assert again.returncode == 0 and "already complete" in again.stdout  # a missing plot is no broken run
+    assert again.returncode == 0 and "already complete: 2 of 2 epochs trained" in again.stdout  # not broken
+    assert "rewrote" not in again.stdout
     with_plots = minivae_process(WITH_MATPLOTLIB, "train", "--out", out, "--resume", cwd=tmp_path)
     assert with_plots.returncode == 0 and "rewrote its figures: loss.png" in with_plots.stdout
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert (out / "loss.png").read_bytes() == save_png(loss_plot(metrics), tmp_path / "loss.png").read_bytes()
 
 
-def test_estimators_without_matplotlib_write_the_table_and_rows_and_say_once_how_to_get_the_plot(tmp_path):
+def test_estimators_without_matplotlib_write_the_table_and_rows_and_say_how_to_get_the_plot(tmp_path):
     done = minivae_process(WITHOUT_MATPLOTLIB, "estimators", "--hidden", "8", "--latent-dim", "2", "--samples", "1",
                            "3", "--repeats", "2", "--batch", "4", "--train-steps", "2", "--out", tmp_path, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
