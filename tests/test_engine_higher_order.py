@@ -325,3 +325,13 @@ def test_keyword_arguments_pass_through_undifferentiated():
     out, vjp_fn = mv.vjp(lambda x, scale: scale * x, x, scale=5.0)
     np.testing.assert_array_equal(out.data, 5 * x)
     np.testing.assert_array_equal(vjp_fn(np.ones(2))[0].data, [5.0, 5.0])
+
+
+def test_hessian_takes_argnums_and_keyword_arguments_as_grad_does():
+    f = lambda x, y, scale=1.0: (scale * x * x * y).sum()  # noqa: E731
+    x, y = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    np.testing.assert_array_equal(mv.hessian(f)(x, y, scale=2.0).data, np.diag(4 * y))
+    (hxx, hxy), (hyx, hyy) = mv.hessian(f, argnums=[0, 1])(x, y, scale=2.0)
+    np.testing.assert_array_equal(hxy.data, np.diag(4 * x))
+    np.testing.assert_array_equal(hyy.data, np.zeros((2, 2)))
+    np.testing.assert_array_equal(mv.hessian(f, argnums=np.int64(1))(x, y).data, np.zeros((2, 2)))
