@@ -63,8 +63,10 @@ class NonFiniteError(FloatingPointError):
 
 
 def capture_step(model, optimizer: Optimizer, loss_fn=None, check_finite: bool = True) -> "CapturedStep":
-    """A ``CapturedStep`` training ``model`` with ``optimizer`` on ``loss_fn(x, rng)`` (a scalar Tensor).
+    """A ``CapturedStep`` training ``model`` with ``optimizer`` on ``loss_fn(x, rng, **scalars)`` (a scalar Tensor).
 
+    ``step(x, rng, beta=0.3)`` passes ``beta`` on to ``loss_fn`` (as a 0-d Tensor of the
+    parameters' dtype) and makes it an input of the program: its value is read at every step.
     ``loss_fn`` defaults to ``model.negative_elbo``. With ``check_finite`` a step whose loss or
     gradients are not finite raises ``NonFiniteError`` before any parameter changes.
     """
@@ -106,6 +108,7 @@ class _Program:
         self.shapes = []        # every slot's shape
         self.input = None       # the batch's slot
         self.draws = []         # (slot, method, args, kwargs)
+        self.scalars = []       # (slot, keyword): the step's scalar arguments
         self.forward = []       # (forward, input slots, static, output slot, saves)
         self.backward = []      # (vjp, ctx, input slots, node slot, ((target slot | None, adds), ...))
         self.root = None        # the loss's slot
@@ -135,22 +138,25 @@ class CapturedStep:
         self._flat = _Flat(optimizer)
 
     # ----------------------------------------------------------------- running
-    def __call__(self, x, rng) -> float:
+    def __call__(self, x, rng, **scalars) -> float:
         """One training step on batch ``x`` drawing from ``rng``; the loss as a Python float.
 
+        ``scalars`` (numbers, e.g. ``beta=0.3``) are passed on to ``loss_fn`` by keyword, as 0-d
+        Tensors of the parameters' dtype; each is an input of the program, read at every step.
         Raises NonFiniteError (with ``check_finite``) when the loss or a gradient is not finite,
         before any parameter changes.
         """
         x = x.data if isinstance(x, Tensor) else np.asarray(x)
-        key = (x.shape, x.dtype.str, backend.active())
+        scalars = {name: self._scalar(name, v) for name, v in scalars.items()}
+        key = (x.shape, x.dtype.str, backend.active(), tuple(sorted(scalars)))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore") if self.check_finite else _NO_CONTEXT:
             program = self.programs.get(key)
             if program is None:
-                program, values, saved = self._trace(x, rng)
+                program, values, saved = self._trace(x, rng, scalars)
                 self.programs[key] = program
             else:
                 self._check_flat()
-                values, saved = self._forward(program, x, rng)
+                values, saved = self._forward(program, x, rng, scalars)
             loss = values[program.root]
             if self.check_finite and not math.isfinite(loss):
                 raise NonFiniteError(f"the loss is {float(loss)}")
@@ -158,10 +164,20 @@ class CapturedStep:
         self._update(program)
         return float(loss)
 
-    def _forward(self, program: _Program, x, rng):
+    def _scalar(self, name, value) -> np.ndarray:
+        if isinstance(value, Tensor):
+            value = value.data
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) and not (
+                isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"):
+            raise TypeError(f"captured step: the scalar {name}={value!r} must be a real number")
+        return np.asarray(value, dtype=self._flat.param.dtype)
+
+    def _forward(self, program: _Program, x, rng, scalars):
         values = program.constants[:]
         saved = [None] * len(values)
         values[program.input] = x
+        for slot, name in program.scalars:
+            values[slot] = scalars[name]
         for slot, method, args, kwargs in program.draws:
             values[slot] = getattr(rng, method)(*args, **kwargs)
         for forward, inputs, static, out, saves in program.forward:
@@ -201,7 +217,7 @@ class CapturedStep:
                     optimizer.beta2, optimizer.eps, optimizer.weight_decay)
 
     # ----------------------------------------------------------------- tracing
-    def _trace(self, x, rng):
+    def _trace(self, x, rng, scalars):
         """Run the eager forward on ``x`` once, recording, and compile its graph; the program and the
         forward's values (the first step continues from them)."""
         if not isinstance(rng, np.random.Generator):
@@ -209,13 +225,14 @@ class CapturedStep:
         recorder = _RecordingGenerator(rng.bit_generator)
         batch = Tensor(x, requires_grad=x.dtype.kind == "f")
         with enable_grad():
-            loss = self.loss_fn(batch, recorder)
+            inputs = {name: Tensor(value) for name, value in scalars.items()}
+            loss = self.loss_fn(batch, recorder, **inputs)
         if not isinstance(loss, Tensor) or loss.size != 1 or not loss.requires_grad:
             raise CaptureError("captured step: loss_fn must return a one-element Tensor that depends on parameters")
         self.traces += 1
-        return self._compile(loss, batch, recorder.draws)
+        return self._compile(loss, batch, recorder.draws, inputs)
 
-    def _compile(self, loss: Tensor, batch: Tensor, draws: list):
+    def _compile(self, loss: Tensor, batch: Tensor, draws: list, scalars: dict):
         program = _Program()
         order = topological_order(loss)
         slots = {}
@@ -246,6 +263,7 @@ class CapturedStep:
 
         # the leaves: the batch, the draws, the parameters, the constants
         input_text, constant_text, order_of = [], [], {}
+        scalar_of = {id(t.data): name for name, t in scalars.items()}
         for n, (_, _, _, result) in enumerate(draws):
             order_of[id(result)] = n
         for node in leaves:
@@ -253,6 +271,9 @@ class CapturedStep:
             if node is batch:
                 program.input = slot
                 input_text.append(f"  %{slot} = x  {node.shape} {node.dtype}")
+            elif id(node.data) in scalar_of:
+                program.scalars.append((slot, scalar_of[id(node.data)]))
+                input_text.append(f"  %{slot} = {scalar_of[id(node.data)]}  {node.shape} {node.dtype}")
             elif id(node.data) in drawn:
                 method, args, kwargs = drawn.pop(id(node.data))
                 program.draws.append((order_of[id(node.data)], slot, method, args, kwargs))
@@ -364,6 +385,8 @@ class CapturedStep:
         values = program.constants[:]
         saved = [None] * len(values)
         values[program.input] = batch.data
+        for slot, name in program.scalars:
+            values[slot] = scalars[name].data
         for node in leaves + [node for node in order if node.op is not None]:
             slot = slots[id(node)]
             if id(node) not in params:

@@ -259,3 +259,27 @@ def test_bad_arguments():
     other, _ = make()
     with pytest.raises(CaptureError, match="not a parameter of the optimizer"):
         capture_step(other, opt)(x, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_scalar_step_argument_is_a_program_input_read_at_every_step(backend):
+    """KL warm-up: beta changes at every step; the captured step must use each step's beta (it used the first)."""
+    def loss_fn(model):
+        def loss(x, rng, beta):
+            return model.negative_elbo(x, rng) * beta
+        return loss
+    xs = batches([8] * 4)
+    with kernels.use(backend):
+        eager_model, eager_optimizer = make()
+        model, opt = make()
+        step = capture_step(model, opt, loss_fn(model))
+        eager_rng, rng = np.random.default_rng(2), np.random.default_rng(2)
+        for i, x in enumerate(xs):
+            beta = 0.25 * (i + 1)
+            eager_optimizer.zero_grad()
+            loss = loss_fn(eager_model)(mv.Tensor(x), eager_rng, beta)
+            loss.backward()
+            eager_optimizer.step()
+            assert step(x, rng, beta=beta) == float(loss.data)
+            assert_same(eager_model, model)
+    assert step.traces <= 2
