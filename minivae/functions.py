@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import Tensor, exp, gradients, relu, reshape, softplus, transpose
-from .engine.ops import value
 from .kernels import backend
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -83,11 +82,11 @@ def linear(x, weight, bias=None):
     All leading axes are folded into one 2-D product (one BLAS call, not a batch of small ones).
     Raises ValueError when the shapes do not fit.
     """
-    x_shape, w_shape = np.shape(value(x)), np.shape(value(weight))
+    x_shape, w_shape = np.shape(x), np.shape(weight)
     if len(x_shape) == 0 or len(w_shape) != 2 or x_shape[-1] != w_shape[1] or (
-            bias is not None and np.shape(value(bias)) != w_shape[:1]):
+            bias is not None and np.shape(bias) != w_shape[:1]):
         raise ValueError(f"linear: x {x_shape}, weight {w_shape} and bias "
-                         f"{None if bias is None else np.shape(value(bias))}; expected (..., in), (out, in) and "
+                         f"{None if bias is None else np.shape(bias)}; expected (..., in), (out, in) and "
                          f"(out,)")
     rows = x if len(x_shape) == 2 else x.reshape(-1, x_shape[-1])
     y = rows @ transpose(weight)
@@ -117,32 +116,32 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
         raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(REDUCTIONS)}, "
                          f"got {reduction!r}")
     try:
-        np.broadcast_shapes(np.shape(value(logits)), np.shape(value(targets)))
+        np.broadcast_shapes(np.shape(logits), np.shape(targets))
     except ValueError:
-        raise ValueError(f"binary_cross_entropy_with_logits: cannot apply to shapes {np.shape(value(logits))}, "
-                         f"{np.shape(value(targets))}: they do not broadcast together") from None
+        raise ValueError(f"binary_cross_entropy_with_logits: cannot apply to shapes {np.shape(logits)}, "
+                         f"{np.shape(targets)}: they do not broadcast together") from None
     loss = softplus(logits) - targets * logits
     return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
 
 
 @function
-def bernoulli_log_prob(logits, value):
-    """log p(value) under independent Bernoulli(σ(logits)), summed over the last axis, in nats.
+def bernoulli_log_prob(logits, targets):
+    """log p(targets) under independent Bernoulli(σ(logits)), summed over the last axis, in nats.
 
-    = −Σ_j ℓ(z_j, t_j) with ℓ the binary cross-entropy with logits. ``value`` in [0, 1] (a grey
-    level is a soft target) broadcasts against ``logits``: logits (S, batch, d) score value
-    (batch, d); the result has the broadcast shape without its last axis. Raises ValueError for a
-    value outside [0, 1] (the fused implementation finds it within its own pass).
+    = −Σ_j ℓ(z_j, t_j) with ℓ the binary cross-entropy with logits. ``targets`` in [0, 1] (a grey
+    level is a soft target) broadcast against ``logits``: logits (S, batch, d) score targets
+    (batch, d); the result has the broadcast shape without its last axis. Raises ValueError for
+    targets outside [0, 1] (the fused implementation finds them within its own pass).
     """
-    check_probabilities("bernoulli_log_prob", value)
-    return -binary_cross_entropy_with_logits(logits, value, reduction="none").sum(axis=-1)
+    check_probabilities("bernoulli_log_prob", targets)
+    return -binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(axis=-1)
 
 
-def check_probabilities(owner: str, value) -> None:
-    """A ValueError naming ``owner`` unless every element of ``value`` lies in [0, 1]."""
-    array = np.asarray(value.data if isinstance(value, Tensor) else value)
+def check_probabilities(owner: str, targets) -> None:
+    """A ValueError naming ``owner`` unless every element of ``targets`` lies in [0, 1]."""
+    array = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
     if array.size and not (array.min() >= 0 and array.max() <= 1):  # NaN fails too
-        raise ValueError(f"{owner}: value must hold probabilities in [0, 1], got values in [{array.min()}, "
+        raise ValueError(f"{owner}: targets must hold probabilities in [0, 1], got values in [{array.min()}, "
                          f"{array.max()}] (8-bit images: divide by 255)")
 
 

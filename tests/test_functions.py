@@ -272,7 +272,7 @@ def test_bernoulli_log_prob_with_logits_broadcast_along_the_summed_axis(backend)
 
 @pytest.mark.parametrize("backend", kernels.BACKENDS)
 def test_bernoulli_log_prob_refuses_values_outside_0_1_on_both_backends(backend):
-    with kernels.use(backend), pytest.raises(ValueError, match=r"bernoulli_log_prob: value must hold probabilities "
+    with kernels.use(backend), pytest.raises(ValueError, match=r"bernoulli_log_prob: targets must hold probabilities "
                                                                  r"in \[0, 1\], got values in \[0.0, 255.0\]"):
         functions.bernoulli_log_prob(np.zeros((2, 3), np.float32), np.array([[0, 255, 1]] * 2, np.float32))
 

@@ -252,3 +252,35 @@ def test_an_unknown_backend_in_the_environment_is_one_line_for_every_command():
                           text=True)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "MINIVAE_KERNELS" in done.stderr
+
+
+@pytest.mark.parametrize("relu", RELUS)
+def test_gradients_with_respect_to_a_linear_layers_output_agree_on_both_backends(relu):
+    found = {}
+    for backend in kernels.BACKENDS:
+        lin, x = layer_and_input()
+        with kernels.use(backend):
+            h = lin(x)
+            loss = (RELUS[relu](h) ** 2).sum()
+            found[backend] = mv.gradients(loss, [h, lin.weight])
+    for a, b in zip(found["numba"], found["reference"]):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12)
+
+
+def test_registering_a_fused_implementation_leaves_the_op_as_declared():
+    from minivae import functions
+    from minivae.engine.ops import primitive
+
+    @primitive(saves=True, twice_differentiable=False)
+    def doubled(x):
+        return x * 2, None
+
+    @doubled.defvjp
+    def doubled_vjp(ctx, g):
+        return (g * 2,)
+    composite = functions.function(lambda x: x * 2)
+    assert composite.implement(doubled) is doubled
+    assert doubled.vjp is doubled_vjp and doubled.twice_differentiable is False
+    x = mv.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with kernels.use("numba"), pytest.raises(RuntimeError, match="doubled"):
+        composite(x).sum().backward(create_graph=True)

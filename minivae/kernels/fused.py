@@ -126,25 +126,25 @@ def linear_relu_vjp(ctx, g):
 
 # ------------------------------------------------------------------------ Bernoulli log-likelihood
 @implements(functions.bernoulli_log_prob)
-def bernoulli_log_prob(logits, value):
+def bernoulli_log_prob(logits, targets):
     """-Σ_j ℓ(z_j, t_j) over the last axis, ℓ the cross-entropy with logits (``functions.bernoulli_log_prob``);
     saves ∂ℓ/∂z = σ(z) - t. Targets shared by leading axes of the logits (samples of one batch) are not
     copied. Raises ValueError for targets outside [0, 1], found in the same pass."""
-    if value.dtype != logits.dtype:
-        raise TypeError(f"bernoulli_log_prob: value of dtype {value.dtype} for logits of dtype "
+    if targets.dtype != logits.dtype:
+        raise TypeError(f"bernoulli_log_prob: targets of dtype {targets.dtype} for logits of dtype "
                         f"{logits.dtype}; convert it with .astype")
-    shape = np.broadcast_shapes(logits.shape, value.shape)
+    shape = np.broadcast_shapes(logits.shape, targets.shape)
     if not shape:
-        raise ValueError("bernoulli_log_prob: logits and value need at least one axis, the one summed over")
-    if value.ndim == 0 or value.shape != shape[-value.ndim:]:
-        value = np.broadcast_to(value, shape)
+        raise ValueError("bernoulli_log_prob: logits and targets need at least one axis, the one summed over")
+    if targets.ndim == 0 or targets.shape != shape[-targets.ndim:]:
+        targets = np.broadcast_to(targets, shape)
     d = shape[-1]
     loss = np.empty(shape[:-1], logits.dtype)
     grad_logits = np.empty(shape, logits.dtype) if is_grad_enabled() else None  # none to save in evaluation
-    outside = losses.bce_with_logits_rows(np.broadcast_to(logits, shape).reshape(-1, d), value.reshape(-1, d),
+    outside = losses.bce_with_logits_rows(np.broadcast_to(logits, shape).reshape(-1, d), targets.reshape(-1, d),
                                           loss.reshape(-1), None if grad_logits is None else grad_logits.reshape(-1, d))
     if outside:
-        functions.check_probabilities("bernoulli_log_prob", value)  # names the range found
+        functions.check_probabilities("bernoulli_log_prob", targets)  # names the range found
     np.negative(loss, out=loss)
     return loss, grad_logits
 
@@ -152,12 +152,12 @@ def bernoulli_log_prob(logits, value):
 @bernoulli_log_prob.defvjp
 def bernoulli_log_prob_vjp(ctx, g):
     """∂/∂z = -g·(σ(z) - t) from the saved gradient; ∂/∂t = g·z."""
-    logits, value = ctx.inputs
+    logits, targets = ctx.inputs
     g = -g[..., None]
-    grad_value = None
+    grad_targets = None
     if ctx.needs_grad[1]:
-        grad_value = g * -np.broadcast_to(logits, ctx.saved.shape)
-    return g * ctx.saved, grad_value
+        grad_targets = g * -np.broadcast_to(logits, ctx.saved.shape)
+    return g * ctx.saved, grad_targets
 
 
 
