@@ -28,7 +28,7 @@ inside the loss, leaves that require grad but are no parameter of the optimizer.
 from .recording import CaptureError
 from .step import CapturedStep, NonFiniteError
 
-__all__ = ["capture_step", "CapturedStep", "CaptureError", "NonFiniteError"]
+__all__ = ["CaptureError", "CapturedStep", "NonFiniteError", "capture_step"]
 
 
 def capture_step(model, optimizer, loss_fn=None, check_finite: bool = True) -> CapturedStep:
