@@ -52,17 +52,24 @@ def test_a_hook_and_retain_grad_on_a_linear_layers_output_are_honoured(backend, 
     assert not lin.weight.grad.any() and not lin.bias.grad.any()
 
 
-@pytest.mark.parametrize("relu", RELUS)
-def test_the_gradient_of_a_linear_layers_output_with_two_consumers_is_their_sum(relu):
-    grads = {}
+def assert_backends_agree(gradients_of):
+    """``gradients_of(layer, h)`` (arrays) on a fresh layer's output h, the same on both backends."""
+    found = {}
     for backend in kernels.BACKENDS:
         lin, x = layer_and_input()
         with kernels.use(backend):
-            h = lin(x).retain_grad()
-            (RELUS[relu](h) ** 2 + h * 3).sum().backward()
-        grads[backend] = h.grad, lin.weight.grad
-    for a, b in zip(grads["numba"], grads["reference"]):
+            found[backend] = gradients_of(lin, lin(x))
+    for a, b in zip(found["numba"], found["reference"]):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("relu", RELUS)
+def test_the_gradient_of_a_linear_layers_output_with_two_consumers_is_their_sum(relu):
+    def gradients_of(lin, h):
+        h.retain_grad()
+        (RELUS[relu](h) ** 2 + h * 3).sum().backward()
+        return h.grad, lin.weight.grad
+    assert_backends_agree(gradients_of)
 
 
 @pytest.mark.parametrize("backend", kernels.BACKENDS)
@@ -256,15 +263,7 @@ def test_an_unknown_backend_in_the_environment_is_one_line_for_every_command():
 
 @pytest.mark.parametrize("relu", RELUS)
 def test_gradients_with_respect_to_a_linear_layers_output_agree_on_both_backends(relu):
-    found = {}
-    for backend in kernels.BACKENDS:
-        lin, x = layer_and_input()
-        with kernels.use(backend):
-            h = lin(x)
-            loss = (RELUS[relu](h) ** 2).sum()
-            found[backend] = mv.gradients(loss, [h, lin.weight])
-    for a, b in zip(found["numba"], found["reference"]):
-        np.testing.assert_allclose(a.data, b.data, rtol=1e-12)
+    assert_backends_agree(lambda lin, h: [g.data for g in mv.gradients((RELUS[relu](h) ** 2).sum(), [h, lin.weight])])
 
 
 def test_registering_a_fused_implementation_leaves_the_op_as_declared():
