@@ -88,7 +88,8 @@ def test_the_environment_variable_chooses_the_backend_at_import(value, expected)
 @pytest.mark.parametrize("value", ["fortran", "numpy"])
 def test_an_unknown_backend_in_the_environment_fails_at_the_first_function_naming_the_variable(value):
     env = {**os.environ, kernels.ENV_VAR: value}
-    done = subprocess.run([sys.executable, "-c", "import minivae as mv; mv.functions.linear(mv.Tensor([[1.0]]), [[2.0]], [0.5])"],
+    probe = "import minivae as mv; mv.functions.linear(mv.Tensor([[1.0]]), [[2.0]], [0.5])"
+    done = subprocess.run([sys.executable, "-c", probe],
                           env=env, capture_output=True, text=True)
     assert done.returncode != 0 and f"MINIVAE_KERNELS (environment): unknown kernel backend '{value}'" in done.stderr
 

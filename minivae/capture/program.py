@@ -60,7 +60,8 @@ class OpBackward:
 
 @dataclass(frozen=True)
 class ParameterGradient:
-    """The whole gradient of parameter ``index`` (slot ``slot``) is known: run its hooks, write it to the flat buffer."""
+    """The whole gradient of parameter ``index`` (slot ``slot``) is known: write it to the flat buffer, run its
+    hooks."""
     slot: int
     index: int
 
