@@ -145,7 +145,8 @@ def profile(steps: int, **config) -> dict:
         return timed
 
     originals = [(Op, "__call__", Op.__call__), (Op, "backward", Op.backward), (Adam, "update", Adam.update)]
-    originals += [(f, "fused", f.fused) for f in vars(functions).values() if isinstance(f, functions.Function)]
+    originals += [(f, "implementation", f.implementation) for f in vars(functions).values()
+                  if isinstance(f, functions.ModelFunction)]
     Op.__call__ = timing(lambda op: f"forward {op.name}", Op.__call__)
     Op.backward = timing(lambda op: f"backward {op.name}", Op.backward)
     Adam.update = timing(lambda optimizer: "adam update (all parameters)", Adam.update)
@@ -153,13 +154,13 @@ def profile(steps: int, **config) -> dict:
     def call(implementation, *args, **kwargs):
         return implementation(*args, **kwargs)
 
-    # A fused implementation that is a plain function, not an op (the ReLU that joins the linear
-    # layer before it into one linear_relu node), is timed as a forward of its function.
+    # A fused implementation that is a plain function, not an op, is timed as a forward of its function.
     for function in vars(functions).values():
-        if isinstance(function, functions.Function) and function.fused is not None \
-                and not isinstance(function.fused, Op):
-            label = f"forward {function.name} (fused: {function.fused.__name__})"
-            function.fused = functools.partial(timing(lambda _, label=label: label, call), function.fused)
+        if isinstance(function, functions.ModelFunction) and function.implementation is not None \
+                and not isinstance(function.implementation, Op):
+            label = f"forward {function.name} (fused: {function.implementation.__name__})"
+            function.implementation = functools.partial(timing(lambda _, label=label: label, call),
+                                                        function.implementation)
     try:
         start = time.perf_counter()
         for _ in range(steps):

@@ -1,17 +1,19 @@
 """The model's functions, each defined once as a short composition of engine primitives.
 
-A ``Function`` is the meaning of a model computation — the linear layer, the Bernoulli
+A ``ModelFunction`` is the meaning of a model computation — the linear layer, the Bernoulli
 log-likelihood, the reparameterized Gaussian draw, the KL divergence to N(0, I), the log-density
 of a diagonal Gaussian — written with the ops of ``minivae/engine/ops.py``, so that its graph is
 made of primitives a reader can follow, and its gradients (of any order) come from theirs. That
 composition is the function's reference.
 
 A function may also have a *fused implementation* beneath it: an op whose forward and backward
-run compiled kernels (``minivae/kernels/fused.py``), registered with ``Function.implement`` and
-used while the fast kernel backend is on (``minivae.kernels.use("numba")``, the default). The
-property tests check every fused implementation against its composition. Differentiating a fused
-node again (``create_graph``) differentiates the composition instead, so higher derivatives are
-right on either backend.
+run compiled kernels (``minivae/kernels/fused.py``), registered with ``ModelFunction.implement`` and
+used while the fast kernel backend is on (``minivae.kernels.use("numba")``, the default) and the
+arguments fit its kernels. The property tests check every fused implementation against its
+composition. The fused ops declare (where they are defined) that, differentiated again
+(``create_graph``), they differentiate the composition (``composite_vjp``), so higher derivatives
+are right on either backend. A fused implementation never hides a tensor a user can hold: it
+replaces exactly one call of its function.
 
 Shapes: features on the last axis; every leading axis is a batch axis. Values in nats.
 """
@@ -19,62 +21,58 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Op, Tensor, exp, gradients, relu as relu_op, reshape, softplus, transpose, where
+from .engine import Tensor, exp, gradients, relu, reshape, softplus, transpose, where
 from .engine.ops import value
 from .kernels import backend
 
 LOG_2PI = float(np.log(2 * np.pi))
 
 
-class Function:
-    """A model function: a composition of primitives (its definition), optionally a fused op beneath."""
+class ModelFunction:
+    """A model function: a composition of primitives (its definition), optionally a fused op beneath.
+
+    Called, it runs the fused implementation while the "numba" backend is on and the arguments fit it
+    (``implemented_when``), and its composition otherwise.
+    """
 
     def __init__(self, composite):
         self.composite = composite
         self.name = composite.__name__
-        self.fused = self.fused_when = None
+        self.implementation = self.implemented_when = None
         self.__doc__ = composite.__doc__
         self.__wrapped__ = composite
 
     def implement(self, op, when=None):
-        """Register ``op`` as the fused implementation, used for calls where ``when(*args, **kwargs)`` holds.
-
-        ``op`` takes the composite's arguments: an engine ``Op`` (its backward gains a fallback:
-        run on Tensors under ``create_graph``, it differentiates the composite instead of calling
-        kernels on arrays), or a plain function that builds such ops' nodes.
-        """
-        self.fused, self.fused_when = op, when
-        if not isinstance(op, Op):
-            return op
-        kernel_vjp, composite = op.vjp, self.composite
-
-        def vjp(ctx, g):
-            if not isinstance(g, Tensor):
-                return kernel_vjp(ctx, g)
-            # Each argument position gets an alias of its own (an identity node on it), so that the gradient
-            # of one position never includes a path through another (the same tensor twice, or x and 2x).
-            aliases = [reshape(x, shape=x.shape) if needed else x for x, needed in zip(ctx.inputs, ctx.needs_grad)]
-            wanted = [a for a, needed in zip(aliases, ctx.needs_grad) if needed]
-            out = composite(*aliases, **ctx.static)  # g seeds the walk as a Tensor: the result depends on it
-            grads = iter(gradients(out, wanted, grad_output=g, create_graph=True))
-            return tuple(next(grads) if needed else None for needed in ctx.needs_grad)
-        op.vjp, op.twice_differentiable, op.function = vjp, True, self
+        """Register ``op`` (an engine op with the composite's arguments and result) beneath this function, for
+        the calls where ``when(*args, **kwargs)`` holds (every call when None). Returns ``op`` unchanged."""
+        self.implementation, self.implemented_when = op, when
         return op
 
+    def composite_vjp(self, ctx, g) -> tuple:
+        """The gradients of the composition's arguments at ``ctx.inputs``, seeded with ``g``, recorded as a graph:
+        the backward of a fused implementation differentiated again (``create_graph``)."""
+        # Each argument position gets an alias of its own (an identity node on it), so that the gradient
+        # of one position never includes a path through another (the same tensor twice, or x and 2x).
+        aliases = [reshape(x, shape=x.shape) if needed else x for x, needed in zip(ctx.inputs, ctx.needs_grad)]
+        wanted = [a for a, needed in zip(aliases, ctx.needs_grad) if needed]
+        out = self.composite(*aliases, **ctx.static)  # g seeds the walk as a Tensor: the result depends on it
+        grads = iter(gradients(out, wanted, grad_output=g, create_graph=True))
+        return tuple(next(grads) if needed else None for needed in ctx.needs_grad)
+
     def __call__(self, *args, **kwargs):
-        if self.fused is not None and backend.active() == "numba" and (
-                self.fused_when is None or self.fused_when(*args, **kwargs)):
-            return self.fused(*args, **kwargs)
+        if self.implementation is not None and backend.active() == "numba" and (
+                self.implemented_when is None or self.implemented_when(*args, **kwargs)):
+            return self.implementation(*args, **kwargs)
         return self.composite(*args, **kwargs)
 
     def __repr__(self) -> str:
-        fused = f", fused={self.fused.name}" if self.fused is not None else ""
-        return f"<function {self.name}{fused}>"
+        implementation = f", implementation={self.implementation.name}" if self.implementation is not None else ""
+        return f"<function {self.name}{implementation}>"
 
 
-def function(composite) -> Function:
-    """Decorator: a composite definition becomes a ``Function`` that fused implementations can join."""
-    return Function(composite)
+def function(composite) -> ModelFunction:
+    """Decorator: a composite definition becomes a ``ModelFunction`` that a fused implementation can join."""
+    return ModelFunction(composite)
 
 
 # ------------------------------------------------------------------------ layers
@@ -85,11 +83,11 @@ def linear(x, weight, bias=None):
     All leading axes are folded into one 2-D product (one BLAS call, not a batch of small ones).
     Raises ValueError when the shapes do not fit.
     """
-    x_shape, w_shape = np.shape(value(x)), np.shape(value(weight))
+    x_shape, w_shape = np.shape(x), np.shape(weight)
     if len(x_shape) == 0 or len(w_shape) != 2 or x_shape[-1] != w_shape[1] or (
-            bias is not None and np.shape(value(bias)) != w_shape[:1]):
+            bias is not None and np.shape(bias) != w_shape[:1]):
         raise ValueError(f"linear: x {x_shape}, weight {w_shape} and bias "
-                         f"{None if bias is None else np.shape(value(bias))}; expected (..., in), (out, in) and "
+                         f"{None if bias is None else np.shape(bias)}; expected (..., in), (out, in) and "
                          f"(out,)")
     rows = x if len(x_shape) == 2 else x.reshape(-1, x_shape[-1])
     y = rows @ transpose(weight)
@@ -100,14 +98,9 @@ def linear(x, weight, bias=None):
 
 @function
 def linear_relu(x, weight, bias):
-    """max(x Wᵀ + b, 0): a linear layer and its ReLU (shapes as ``linear``)."""
-    return relu_op(linear(x, weight, bias))
-
-
-@function
-def relu(x):
-    """max(x, 0). Beneath it, a ReLU of a fused linear layer's output joins that layer (``linear_relu``)."""
-    return relu_op(x)
+    """max(x Wᵀ + b, 0): a linear layer and its ReLU (shapes as ``linear``), for a model that wants both as
+    one node (``nn.MLP`` calls it for each hidden layer); the layer's output is not a tensor of the graph."""
+    return relu(linear(x, weight, bias))
 
 
 # ------------------------------------------------------------------------ likelihoods
@@ -124,32 +117,32 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
         raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(REDUCTIONS)}, "
                          f"got {reduction!r}")
     try:
-        np.broadcast_shapes(np.shape(value(logits)), np.shape(value(targets)))
+        np.broadcast_shapes(np.shape(logits), np.shape(targets))
     except ValueError:
-        raise ValueError(f"binary_cross_entropy_with_logits: cannot apply to shapes {np.shape(value(logits))}, "
-                         f"{np.shape(value(targets))}: they do not broadcast together") from None
+        raise ValueError(f"binary_cross_entropy_with_logits: cannot apply to shapes {np.shape(logits)}, "
+                         f"{np.shape(targets)}: they do not broadcast together") from None
     loss = softplus(logits) - targets * logits
     return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
 
 
 @function
-def bernoulli_log_prob(logits, value):
-    """log p(value) under independent Bernoulli(σ(logits)), summed over the last axis, in nats.
+def bernoulli_log_prob(logits, targets):
+    """log p(targets) under independent Bernoulli(σ(logits)), summed over the last axis, in nats.
 
-    = −Σ_j ℓ(z_j, t_j) with ℓ the binary cross-entropy with logits. ``value`` in [0, 1] (a grey
-    level is a soft target) broadcasts against ``logits``: logits (S, batch, d) score value
-    (batch, d); the result has the broadcast shape without its last axis. Raises ValueError for a
-    value outside [0, 1] (the fused implementation finds it within its own pass).
+    = −Σ_j ℓ(z_j, t_j) with ℓ the binary cross-entropy with logits. ``targets`` in [0, 1] (a grey
+    level is a soft target) broadcast against ``logits``: logits (S, batch, d) score targets
+    (batch, d); the result has the broadcast shape without its last axis. Raises ValueError for
+    targets outside [0, 1] (the fused implementation finds them within its own pass).
     """
-    check_probabilities("bernoulli_log_prob", value)
-    return -binary_cross_entropy_with_logits(logits, value, reduction="none").sum(axis=-1)
+    check_probabilities("bernoulli_log_prob", targets)
+    return -binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(axis=-1)
 
 
-def check_probabilities(owner: str, value) -> None:
-    """A ValueError naming ``owner`` unless every element of ``value`` lies in [0, 1]."""
-    array = np.asarray(value.data if isinstance(value, Tensor) else value)
+def check_probabilities(owner: str, targets) -> None:
+    """A ValueError naming ``owner`` unless every element of ``targets`` lies in [0, 1]."""
+    array = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
     if array.size and not (array.min() >= 0 and array.max() <= 1):  # NaN fails too
-        raise ValueError(f"{owner}: value must hold probabilities in [0, 1], got values in [{array.min()}, "
+        raise ValueError(f"{owner}: targets must hold probabilities in [0, 1], got values in [{array.min()}, "
                          f"{array.max()}] (8-bit images: divide by 255)")
 
 

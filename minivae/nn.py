@@ -12,7 +12,7 @@ import numpy as np
 
 from . import functions
 from .checks import as_generator, float_dtype, is_positive_int
-from .engine import Tensor, sigmoid, softplus, tanh
+from .engine import Tensor, relu, sigmoid, softplus, tanh
 
 
 class Parameter(Tensor):
@@ -136,12 +136,21 @@ class Linear(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
 
     def forward(self, x) -> Tensor:
-        """x Wᵀ + b (``minivae.functions.linear``), x of shape (..., in_features) → (..., out_features)."""
+        """x Wᵀ + b (``minivae.functions.linear``), x of shape (..., in_features) → (..., out_features).
+
+        Raises ValueError when the last axis of x is not ``in_features`` long."""
+        return functions.linear(self._checked(x), self.weight, self.bias)
+
+    def fused_with_relu(self, x) -> Tensor:
+        """max(x Wᵀ + b, 0) as one call of ``functions.linear_relu`` (one fused node on the fast kernels)."""
+        return functions.linear_relu(self._checked(x), self.weight, self.bias)
+
+    def _checked(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected an input whose last "
                              f"dimension is {self.in_features}, got shape {x.shape}")
-        return functions.linear(x, self.weight, self.bias)
+        return x
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -185,8 +194,8 @@ class Activation(Module):
 
 
 class ReLU(Activation):
-    """max(x, 0) (``minivae.functions.relu``: after a Linear, the fast kernels run both as one pass)."""
-    function = staticmethod(functions.relu)
+    """max(x, 0): one ``relu`` node on its input, whatever made it."""
+    function = staticmethod(relu)
 
 
 class Tanh(Activation):
@@ -218,7 +227,9 @@ class MLP(Sequential):
     """Linear layers of the given widths with an activation between each two of them.
 
     ``MLP([784, 400, 20])`` is Linear(784, 400), ReLU, Linear(400, 20); ``final_activation`` (a
-    name, or None) follows the last layer.
+    name, or None) follows the last layer. Its forward computes each Linear followed by a ReLU as one
+    call of ``functions.linear_relu`` (one fused node on the fast kernels; the layer's output before its
+    ReLU is then no tensor of the graph); calling the layers one by one (``mlp[0](x)``) gives each its node.
     """
 
     def __init__(self, widths, activation: str = "relu", final_activation: str | None = None, rng=None,
@@ -237,3 +248,17 @@ class MLP(Sequential):
                 layers.append(follower())
         super().__init__(*layers)
         self.widths = widths
+
+    def forward(self, x):
+        """Each layer in order; a Linear and the ReLU after it as one ``functions.linear_relu``."""
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            if type(layer) is Linear and layer.bias is not None and i + 1 < len(layers) and \
+                    type(layers[i + 1]) is ReLU:
+                x = layer.fused_with_relu(x)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x

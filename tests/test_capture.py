@@ -52,7 +52,7 @@ def run_both(xs, samples=1, estimator="closed-form", optimizer="adam", **model_a
 def test_default_model_same_as_eager_over_steps(backend):
     with kernels.use(backend):
         step, *_ = run_both(batches([128] * 4), hidden=(400,), latent=20)
-    assert step.traces == 1
+    assert step.traces == 2  # the first two steps are the engine's own, recorded; the others replayed
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -60,8 +60,8 @@ def test_default_model_same_as_eager_over_steps(backend):
 @pytest.mark.parametrize("estimator", ["closed-form", "monte-carlo"])
 def test_same_as_eager_with_samples_estimators_and_a_smaller_last_batch(backend, samples, estimator):
     with kernels.use(backend):
-        step, *_ = run_both(batches([32, 32, 12, 32, 12]), samples, estimator)
-    assert step.traces == 2  # one program per batch shape
+        step, *_ = run_both(batches([32, 32, 12, 32, 12, 32, 12]), samples, estimator)
+    assert step.traces == 4  # two recorded steps per batch shape, one program each
     assert len(step.programs) == 2
 
 
@@ -97,9 +97,11 @@ def test_switching_backend_traces_again():
     rng = np.random.default_rng(0)
     with kernels.use("numba"):
         step(x, rng)
+        step(x, rng)
     with kernels.use("reference"):
         step(x, rng)
-    assert step.traces == 2
+        step(x, rng)
+    assert step.traces == 4
     assert "numba kernels" in step.program() and "reference kernels" in step.program()
 
 
@@ -182,9 +184,11 @@ def test_parameters_become_views_into_one_buffer_at_capture():
 def test_program_lists_every_instruction():
     model, opt = make()
     step = capture_step(model, opt)
-    assert "not traced yet" in str(step)
+    assert "no program yet" in str(step)
     x, = batches([8])
     with kernels.use("numba"):
+        step(x, np.random.default_rng(0))
+        assert "no program yet" in str(step)
         step(x, np.random.default_rng(0))
     text = step.program((8, 784))
     assert text == str(step)
@@ -224,17 +228,32 @@ def test_non_finite_gradient_is_named():
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_draws_that_do_not_enter_the_graph_unchanged_are_refused():
+def test_a_draw_changed_outside_the_engine_is_refused_at_the_second_step():
     model, opt = make()
-    x, = batches([8])
-    shifted = lambda x, rng: model.negative_elbo(x, rng) + float(rng.random()) * 0
-    with pytest.raises(CaptureError, match="draw"):
-        capture_step(model, opt, shifted)(x, np.random.default_rng(0))
+    x, y = batches([8, 8])
     def scaled(x, rng):
         noise = mv.Tensor(rng.standard_normal(3, dtype=np.float32) * 2)  # a draw changed outside the engine
         return model.negative_elbo(x, rng) + (noise * next(model.parameters()).sum()).sum()
-    with pytest.raises(CaptureError, match="draw"):
-        capture_step(model, opt, scaled)(x, np.random.default_rng(0))
+    step = capture_step(model, opt, scaled)
+    rng = np.random.default_rng(0)
+    step(x, rng)
+    with pytest.raises(CaptureError, match="differs between the first two steps.*constant"):
+        step(y, rng)
+
+
+def test_a_draw_that_reaches_no_op_is_drawn_again_at_every_step():
+    run_loss = lambda model: (lambda x, rng: model.negative_elbo(x, rng) + float(rng.random()) * 0)
+    eager_model, eager_optimizer = make()
+    model, opt = make()
+    step = capture_step(model, opt, run_loss(model))
+    eager_rng, rng = np.random.default_rng(4), np.random.default_rng(4)
+    for x in batches([8] * 4):
+        eager_optimizer.zero_grad()
+        loss = run_loss(eager_model)(mv.Tensor(x), eager_rng)
+        loss.backward()
+        eager_optimizer.step()
+        assert step(x, rng) == float(loss.data)
+    assert eager_rng.bit_generator.state == rng.bit_generator.state
 
 
 def test_a_constant_made_from_the_batch_outside_the_engine_is_refused():
@@ -259,3 +278,27 @@ def test_bad_arguments():
     other, _ = make()
     with pytest.raises(CaptureError, match="not a parameter of the optimizer"):
         capture_step(other, opt)(x, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_scalar_step_argument_is_a_program_input_read_at_every_step(backend):
+    """KL warm-up: beta changes at every step; the captured step must use each step's beta (it used the first)."""
+    def loss_fn(model):
+        def loss(x, rng, beta):
+            return model.negative_elbo(x, rng) * beta
+        return loss
+    xs = batches([8] * 4)
+    with kernels.use(backend):
+        eager_model, eager_optimizer = make()
+        model, opt = make()
+        step = capture_step(model, opt, loss_fn(model))
+        eager_rng, rng = np.random.default_rng(2), np.random.default_rng(2)
+        for i, x in enumerate(xs):
+            beta = 0.25 * (i + 1)
+            eager_optimizer.zero_grad()
+            loss = loss_fn(eager_model)(mv.Tensor(x), eager_rng, beta)
+            loss.backward()
+            eager_optimizer.step()
+            assert step(x, rng, beta=beta) == float(loss.data)
+            assert_same(eager_model, model)
+    assert step.traces <= 2

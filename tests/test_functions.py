@@ -87,7 +87,7 @@ def test_every_fused_implementation_equals_its_composition_in_value_and_gradient
     function, arrays = case
     with kernels.use("numba"):
         value, grads = values_and_gradients(function, arrays)
-        assert value.op is function.fused or (function is functions.linear_relu and value.op is fused.linear_relu)
+        assert value.op is function.implementation
     with kernels.use("reference"):
         expected, expected_grads = values_and_gradients(function, arrays)
     assert value.dtype == arrays[0].dtype and value.shape == expected.shape
@@ -219,7 +219,7 @@ def test_a_relu_after_a_fused_linear_leaves_the_layer_output_usable():
         with kernels.use(backend):
             h = functions.linear(x, w, b)
             before = h.data.copy()
-            y = functions.relu(h)
+            y = mv.nn.ReLU()(h)
             (y * 2 + h * 3).sum().backward()  # h used beside its ReLU
         np.testing.assert_array_equal(h.data, before)
         results[backend] = [t.grad.copy() for t in (x, w, b)]
@@ -272,7 +272,7 @@ def test_bernoulli_log_prob_with_logits_broadcast_along_the_summed_axis(backend)
 
 @pytest.mark.parametrize("backend", kernels.BACKENDS)
 def test_bernoulli_log_prob_refuses_values_outside_0_1_on_both_backends(backend):
-    with kernels.use(backend), pytest.raises(ValueError, match=r"bernoulli_log_prob: value must hold probabilities "
+    with kernels.use(backend), pytest.raises(ValueError, match=r"bernoulli_log_prob: targets must hold probabilities "
                                                                  r"in \[0, 1\], got values in \[0.0, 255.0\]"):
         functions.bernoulli_log_prob(np.zeros((2, 3), np.float32), np.array([[0, 255, 1]] * 2, np.float32))
 
@@ -339,3 +339,31 @@ def test_derivatives_where_one_tensor_reaches_two_arguments_of_a_fused_node(case
 def test_reductions_of_booleans_count():
     t = mv.Tensor(np.array([0.5, -1.0, 2.0]))
     assert (t > 0).sum().item() == 2 and (t > 0).mean().item() == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------------------ arguments the kernels do not take
+ODD_ARGUMENTS = {
+    "linear, zero-width input": (functions.linear, lambda: [np.ones((2, 0)), np.ones((3, 0)), np.ones(3)]),
+    "bernoulli_log_prob, zero-width event": (functions.bernoulli_log_prob, lambda: [np.ones((2, 0)), np.ones((2, 0))]),
+    "bernoulli_log_prob, boolean targets": (functions.bernoulli_log_prob,
+                                            lambda: [np.linspace(-2, 2, 6).reshape(2, 3), np.eye(2, 3, dtype=bool)]),
+    "kl_to_standard_normal, zero-width event": (functions.kl_to_standard_normal,
+                                                lambda: [np.ones((2, 0)), np.ones((2, 0))]),
+    "gaussian_rsample, zero-width event": (functions.gaussian_rsample,
+                                           lambda: [np.ones((2, 0)), np.ones((2, 0)), np.ones((2, 0))]),
+}
+
+
+@pytest.mark.parametrize("case", ODD_ARGUMENTS)
+def test_arguments_the_kernels_do_not_take_give_the_compositions_result_on_the_fast_backend(case):
+    function, arguments = ODD_ARGUMENTS[case]
+    results = {}
+    for backend in kernels.BACKENDS:
+        with kernels.use(backend):
+            tensors = [mv.Tensor(a, requires_grad=a.dtype.kind == "f") for a in arguments()]
+            out = function(*tensors)
+            out.sum().backward()
+        results[backend] = out.data, [t.grad for t in tensors]
+    np.testing.assert_array_equal(results["numba"][0], results["reference"][0])
+    for a, b in zip(results["numba"][1], results["reference"][1]):
+        assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))

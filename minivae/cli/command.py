@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from .. import __version__
+from .. import __version__, kernels
 from . import download, estimators, evaluate, export, sample, train
 from .arguments import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_SIGNAL_BASE, EXIT_USAGE, UsageError
 
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        kernels.active()  # an unknown MINIVAE_KERNELS is one line for every command
         args = build_parser().parse_args(argv)
         return args.handler(args)
     except Terminated:

@@ -71,8 +71,8 @@ def format_graph(root) -> str:
         if node.op is None:
             lines.append(f"%{i} = {_describe_leaf(node)}")
         else:
-            arguments = [f"%{number[id(p)]}" for p in node.parents] + _param_texts(node)
-            lines.append(f"%{i} = {node.op.name}({', '.join(arguments)}) -> {node.shape} {node.dtype}")
+            call = format_call(node.op.name, [number[id(p)] for p in node.parents], node.static)
+            lines.append(f"%{i} = {call} -> {node.shape} {node.dtype}")
     counts = op_counts(root)
     summary = f"{sum(counts.values())} ops"
     if counts:
@@ -93,7 +93,7 @@ def to_dot(root, graph_name: str = "minivae") -> str:
         if node.op is None:
             label, shape = _describe_leaf(node), "box"
         else:
-            params = _param_texts(node)
+            params = _static_texts(node.static)
             call = f"{node.op.name}({', '.join(params)})" if params else node.op.name
             label, shape = f"{call}\n{node.shape} {node.dtype}", "ellipse"
         lines.append(f"  n{i} [shape={shape}, label={_dot_string(label)}];")
@@ -116,12 +116,18 @@ def _describe_leaf(leaf) -> str:
     return " ".join(words)
 
 
-def _param_texts(node) -> list:
-    """``key=value`` for each static parameter of an op node (not what its forward saved for its backward)."""
-    return [f"{key}={_short(value)}" for key, value in node.static.items()]
+def format_call(name: str, arguments, static: dict) -> str:
+    """``name(%i, %j, key=value)``: an op applied to numbered tensors with its static parameters (the graph's
+    listing and the captured step's program both write their ops so)."""
+    return f"{name}({', '.join([f'%{i}' for i in arguments] + _static_texts(static))})"
 
 
-def _short(value, limit: int = 40) -> str:
+def _static_texts(static: dict) -> list:
+    """``key=value`` for each static parameter of an op (not what its forward saved for its backward)."""
+    return [f"{key}={short(value)}" for key, value in static.items()]
+
+
+def short(value, limit: int = 40) -> str:
     """A static parameter's repr, arrays summarised by shape, cut to ``limit`` characters."""
     if isinstance(value, np.ndarray) and value.size > 8:
         text = f"array(shape={value.shape}, dtype={value.dtype})"

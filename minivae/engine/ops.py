@@ -39,11 +39,13 @@ from .tensor import Tensor, unbroadcast
 class Op:
     """A differentiable operation: a NumPy forward and its backward (see the module docstring)."""
 
-    def __init__(self, forward, saves: bool = False, twice_differentiable: bool = True):
+    def __init__(self, forward, saves: bool = False, twice_differentiable: bool = True,
+                 backward_reads_values: bool = True):
         self.name = forward.__name__.strip("_")
         self.forward = forward
         self.saves = saves
         self.twice_differentiable = twice_differentiable
+        self.backward_reads_values = backward_reads_values
         parameters = inspect.signature(forward).parameters.values()
         variadic = builtins.any(p.kind is p.VAR_POSITIONAL for p in parameters)
         self.n_inputs = None if variadic else forward.__code__.co_argcount  # None: any number of tensors
@@ -62,7 +64,7 @@ class Op:
             raise RuntimeError(f"{self.name}: no backward is defined")
         if isinstance(g, Tensor) and not self.twice_differentiable:
             raise RuntimeError(f"{self.name}: its backward is a fused kernel, which cannot be differentiated "
-                               f"again (create_graph); use the reference kernels (minivae.kernels.use('numpy'))")
+                               f"again (create_graph); use the reference kernels (minivae.kernels.use('reference'))")
         grads = self.vjp(ctx, g)
         if not isinstance(grads, tuple) or len(grads) != len(ctx.needs_grad):
             got = f"{len(grads)} values" if isinstance(grads, tuple) else type(grads).__name__
@@ -99,16 +101,19 @@ class Op:
         return f"<op {self.name}>"
 
 
-def primitive(forward=None, *, saves: bool = False, twice_differentiable: bool = True):
+def primitive(forward=None, *, saves: bool = False, twice_differentiable: bool = True,
+              backward_reads_values: bool = True):
     """Decorator making a NumPy function an ``Op``.
 
     Its positional parameters are the tensors (any number of them with ``*xs``); its keyword-only
     parameters, with their defaults, are the static parameters. ``saves``: the forward returns
     ``(output, saved)``. ``twice_differentiable=False``: the backward works on arrays only (a fused
-    kernel), and ``create_graph`` through this op is an error naming it.
+    kernel), and ``create_graph`` through this op is an error naming it. ``backward_reads_values=False``:
+    the backward reads only the output gradient, the shapes and the static parameters, never a value
+    (so the captured step computes it once where its output gradient is a constant).
     """
     def make(fn):
-        return Op(fn, saves, twice_differentiable)
+        return Op(fn, saves, twice_differentiable, backward_reads_values)
     return make if forward is None else make(forward)
 
 
@@ -163,7 +168,7 @@ def _unreduce(g, x_shape: tuple, axis, keepdims: bool):
 
 
 # ------------------------------------------------------------------------ arithmetic
-@primitive
+@primitive(backward_reads_values=False)
 def add(x, y):
     return x + y
 
@@ -173,7 +178,7 @@ def add_vjp(ctx, g):
     return g, g
 
 
-@primitive
+@primitive(backward_reads_values=False)
 def sub(x, y):
     return x - y
 
@@ -234,7 +239,7 @@ def pow_vjp(ctx, g):
     return grad_x, grad_y
 
 
-@primitive
+@primitive(backward_reads_values=False)
 def neg(x):
     return -x
 
@@ -453,7 +458,7 @@ def _accumulated(reduction, x, axis, keepdims):
     return reduction(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
 
 
-@primitive
+@primitive(backward_reads_values=False)
 def sum(x, *, axis=None, keepdims=False):  # noqa: A001
     """Σ x over ``axis``; float32 accumulates in float64 and is rounded once, to float32; booleans count."""
     return _accumulated(np.sum, x, axis, keepdims)
@@ -465,7 +470,7 @@ def sum_vjp(ctx, g):
     return (broadcast_to(_unreduce(g, shape, ctx.axis, ctx.keepdims), shape=shape),)
 
 
-@primitive
+@primitive(backward_reads_values=False)
 def mean(x, *, axis=None, keepdims=False):
     """The mean over ``axis``, accumulated as ``sum`` is; the mean of booleans is a fraction."""
     return _accumulated(np.mean, x, axis, keepdims)
@@ -519,7 +524,7 @@ def logsumexp_vjp(ctx, g):
     return (_unreduce(g, x.shape, ctx.axis, ctx.keepdims) * shifted / shifted.sum(axis=ctx.axis, keepdims=True),)
 
 
-@primitive
+@primitive(backward_reads_values=False)
 def broadcast_to(x, *, shape):
     """x repeated along new leading axes and along its axes of length 1, to ``shape`` (a read-only view)."""
     return np.broadcast_to(x, shape)
@@ -530,7 +535,7 @@ def broadcast_to_vjp(ctx, g):
     return (sum_to(g, shape=ctx.inputs[0].shape),)
 
 
-@primitive
+@primitive(backward_reads_values=False)
 def sum_to(x, *, shape):
     """x summed over the axes that broadcasting ``shape`` to x's shape would add or stretch."""
     return unbroadcast(x, tuple(shape), "sum_to")
@@ -566,7 +571,7 @@ def log_softmax(x, axis: int = -1):
 
 
 # ------------------------------------------------------------------------ shapes and indexing
-@primitive
+@primitive(backward_reads_values=False)
 def reshape(x, *, shape):
     return np.reshape(x, shape)
 
@@ -576,7 +581,7 @@ def reshape_vjp(ctx, g):
     return (g.reshape(ctx.inputs[0].shape),)
 
 
-@primitive
+@primitive(backward_reads_values=False)
 def transpose(x, *, axes=None):
     return np.transpose(x, axes)
 

@@ -31,6 +31,26 @@ class _GradMode(threading.local):
 _mode = _GradMode()
 
 
+class _ForwardRecording(threading.local):
+    """The op applications recorded in this thread while ``record_forward`` is on (None: off)."""
+    applications = None
+
+
+_forward = _ForwardRecording()
+
+
+@contextlib.contextmanager
+def record_forward():
+    """Within the block, every op applied to a Tensor in this thread is noted, in the order applied, as
+    ``(result, op, parents, static, saved)`` in the list it yields, also where no parent requires grad
+    or recording is off: the captured step replays these."""
+    previous, _forward.applications = _forward.applications, []
+    try:
+        yield _forward.applications
+    finally:
+        _forward.applications = previous
+
+
 def is_grad_enabled() -> bool:
     """Whether ops record the graph in this thread (False inside ``no_grad``)."""
     return _mode.enabled
@@ -122,6 +142,8 @@ class Tensor:
         if _mode.enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out.op, out.parents, out.static, out.saved = op, parents, static, saved
+        if _forward.applications is not None:
+            _forward.applications.append((out, op, parents, static, saved))
         return out
 
     # ----------------------------------------------------------------- array-like attributes
@@ -319,19 +341,42 @@ class BackwardContext:
     (``saved`` stays as the forward left it); ``needs_grad[i]`` says whether input i wants a
     gradient (the backward may return None for the others). The op's static parameters are
     attributes too (``ctx.axis``, ...), and all of them together ``ctx.static``.
+
+    ``out[i]``, when not None, is an array of input i's shape and dtype into which the backward may
+    write input i's gradient (and return that array): the captured step passes its flat gradient
+    buffer's views here to an op that declares ``writes_out``. The walk passes no ``out``.
     """
 
-    def __init__(self, node, create_graph: bool):
-        if create_graph:
-            self.inputs, self.ans = node.parents, node
-        else:
-            self.inputs, self.ans = tuple(p.data for p in node.parents), node.data
-        self.saved, self.static = node.saved, node.static
-        self.needs_grad = tuple(p.requires_grad for p in node.parents)
-        self.__dict__.update(node.static)
+    def __init__(self, inputs: tuple, ans, saved, static: dict, needs_grad: tuple, out: tuple | None = None):
+        self.inputs, self.ans, self.saved, self.static, self.needs_grad = inputs, ans, saved, static, needs_grad
+        self.out = out if out is not None else (None,) * len(inputs)
+        self.__dict__.update(static)
+
+    @classmethod
+    def of(cls, node: "Tensor", create_graph: bool) -> "BackwardContext":
+        """The context of the walk at ``node``: Tensors under ``create_graph``, arrays otherwise."""
+        inputs, ans = (node.parents, node) if create_graph else (tuple(p.data for p in node.parents), node.data)
+        return cls(inputs, ans, node.saved, node.static, tuple(p.requires_grad for p in node.parents))
 
 
-def backpropagate(root: Tensor, seed, create_graph: bool, keep, targets=None) -> None:
+class Visit:
+    """What the walk did at one tensor, as a recorder of ``backpropagate`` receives it.
+
+    ``node`` the tensor; ``grad`` its whole gradient (after its hooks ran: ``hooked``); ``ctx`` the
+    context its op's backward received (None for a leaf); ``sends`` one ``(position, gradient, adds,
+    unbroadcast)`` per argument that received a gradient, in the order the walk handed them on:
+    ``adds`` when it was added to a gradient that had already reached that argument,
+    ``unbroadcast`` when it was summed back to the argument's shape first (``gradient`` is the
+    result).
+    """
+
+    __slots__ = ("node", "grad", "hooked", "ctx", "sends")
+
+    def __init__(self, node, grad, hooked: bool, ctx, sends: list):
+        self.node, self.grad, self.hooked, self.ctx, self.sends = node, grad, hooked, ctx, sends
+
+
+def backpropagate(root: Tensor, seed, create_graph: bool, keep, targets=None, recorder=None) -> None:
     """The reverse-mode walk below ``root``, seeded with ``seed`` (root's shape).
 
     Visits every tensor that ``root`` depends on, children before parents, once its whole gradient
@@ -340,6 +385,8 @@ def backpropagate(root: Tensor, seed, create_graph: bool, keep, targets=None) ->
     gradients are ndarrays and nothing is recorded; with it, they are Tensors and every op of
     every backward records its graph. With ``targets`` (tensors), only the part of the graph between
     them and ``root`` is walked: nothing below a target is visited unless it leads to another one.
+    ``recorder``, when given, is called with a ``Visit`` after each tensor is visited: what the walk
+    did there (the captured step replays these).
     """
     if create_graph:
         seed = _as_tensor(seed)
@@ -352,20 +399,28 @@ def backpropagate(root: Tensor, seed, create_graph: bool, keep, targets=None) ->
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            if node._hooks:
+            hooked = bool(node._hooks)
+            if hooked:
                 g = _run_hooks(node, g, create_graph)
             keep(node, g)
             if node.op is None:
+                if recorder is not None:
+                    recorder(Visit(node, g, hooked, None, []))
                 continue
-            input_grads, left = _run_backward(node, g, create_graph)
+            ctx, input_grads, left = _run_backward(node, g, create_graph)
+            sends = []
             for i, (parent, pg) in enumerate(zip(node.parents, input_grads)):
                 if pg is None or not parent.requires_grad:
                     continue
                 pg = _checked_gradient(node, i, pg, g, create_graph, left)
-                if pg.shape != parent.shape:
+                reduced = pg.shape != parent.shape
+                if reduced:
                     pg = unbroadcast(pg, parent.shape, f"{node.op.name} (argument {i})")
                 previous = grads.get(id(parent))
                 grads[id(parent)] = pg if previous is None else previous + pg
+                sends.append((i, pg, previous is not None, reduced))
+            if recorder is not None:
+                recorder(Visit(node, g, hooked, ctx, sends))
 
 
 class _RecordedBackward(threading.local):
@@ -379,15 +434,16 @@ _recorded_backward = _RecordedBackward()
 
 
 def _run_backward(node: Tensor, g, create_graph: bool) -> tuple:
-    """The gradients of ``node``'s inputs from its op's backward, and, while ``create_graph`` records it,
-    how that backward left the graph (``_note_leaving_the_graph``), or None."""
-    ctx = BackwardContext(node, create_graph)
+    """The context ``node``'s op's backward received, the gradients of ``node``'s inputs it returned,
+    and, while ``create_graph`` records it, how that backward left the graph
+    (``_note_leaving_the_graph``), or None."""
+    ctx = BackwardContext.of(node, create_graph)
     if not create_graph:
-        return node.op.backward(ctx, g), None
+        return ctx, node.op.backward(ctx, g), None
     outer = _recorded_backward.op, _recorded_backward.left
     _recorded_backward.op, _recorded_backward.left = node.op.name, None
     try:
-        return node.op.backward(ctx, g), _recorded_backward.left
+        return ctx, node.op.backward(ctx, g), _recorded_backward.left
     finally:
         _recorded_backward.op, _recorded_backward.left = outer
 

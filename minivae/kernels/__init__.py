@@ -4,15 +4,16 @@ The model's functions (``minivae.functions``) are defined as compositions of eng
 ``fused.py`` registers, beneath some of them, an op whose forward and backward run the kernels of
 ``activations``, ``losses`` and ``gaussian``. Which runs is the backend's choice: "numba" (the
 default) or "reference" (the compositions), from ``MINIVAE_KERNELS`` at import or ``use`` at run
-time::
+time, per thread, as a plain call or for a block::
 
-    with minivae.kernels.use("reference"):
-        ...   # every function runs its composition of primitives
+    minivae.kernels.use("reference")        # from here on, in this thread
+    with minivae.kernels.use("numba"):
+        ...                                 # the fused kernels inside the block only
 
 Kernels take their outputs as arguments and keep the dtype (float32 or float64) of their inputs.
 Matrix products are not kernels: they stay in NumPy's BLAS.
 """
-from .backend import ALIASES, BACKENDS, ENV_VAR, active, use
+from .backend import BACKENDS, ENV_VAR, active, use
 from .activations import bias_relu, column_sum, relu_backward
 from .losses import bce_with_logits_rows
 from .gaussian import gaussian_kl_backward, gaussian_kl_rows, reparameterize, reparameterize_backward

@@ -2,17 +2,17 @@
 
 "reference" runs every function of ``minivae.functions`` as its composition of engine
 primitives; "numba" (the default) runs the fused implementations registered beneath them. The
-backend is read once, at import, from the environment variable ``MINIVAE_KERNELS`` ("numba" or
-"reference"; "numpy" is accepted for "reference"), and can be switched at run time with ``use``.
-The switch is global to the process (not per thread).
+backend of every thread starts as the environment variable ``MINIVAE_KERNELS`` says ("numba" or
+"reference"), and ``use`` switches it for one thread, like the gradient mode (``no_grad``): as a
+plain call or as a ``with`` block.
 
 Numba is a speed-up, not a condition: where it cannot be imported, the reference runs, and a
 warning says so once.
 """
 from __future__ import annotations
 
-import contextlib
 import os
+import threading
 import warnings
 
 try:
@@ -21,7 +21,6 @@ except ImportError:  # the references do everything
     numba = None
 
 BACKENDS = ("numba", "reference")
-ALIASES = {"numpy": "reference"}
 ENV_VAR = "MINIVAE_KERNELS"
 
 FAST_ARITHMETIC = ("nsz", "arcp", "contract", "reassoc")
@@ -29,10 +28,10 @@ FAST_ARITHMETIC = ("nsz", "arcp", "contract", "reassoc")
 keeping inf/NaN semantics and exact library calls: no ``nnan``, ``ninf`` or ``afn``."""
 
 
-def _checked(backend: str, where: str) -> str:
-    backend = ALIASES.get(backend, backend)
+def _checked(backend, where: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"{where}: unknown kernel backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        hint = " (its former name; the backend is now called 'reference')" if backend == "numpy" else ""
+        raise ValueError(f"{where}: unknown kernel backend {backend!r}{hint}; expected one of {', '.join(BACKENDS)}")
     return backend
 
 
@@ -43,28 +42,65 @@ def _numba_available(where: str) -> bool:
     return numba is not None
 
 
-_active = _checked(os.environ.get(ENV_VAR, "numba").strip().lower() or "numba", f"{ENV_VAR} (environment)")
-if _active == "numba" and not _numba_available("minivae.kernels"):
-    _active = "reference"
+def _from_environment() -> tuple[str, str | None]:
+    """The backend ``MINIVAE_KERNELS`` names ("numba" when unset), and the error to raise when it names none."""
+    name = os.environ.get(ENV_VAR, "numba").strip() or "numba"
+    try:
+        name = _checked(name, f"{ENV_VAR} (environment)")
+    except ValueError as err:
+        return "numba", str(err)
+    if name == "numba" and not _numba_available("minivae.kernels"):
+        name = "reference"
+    return name, None
+
+
+_DEFAULT, ENVIRONMENT_ERROR = _from_environment()
+"""Every thread starts on the environment's backend. An unknown name is no error at import (so that
+every command can report it on one line): ``active()`` raises it, at the first function called."""
+
+
+class _Backend(threading.local):
+    """The backend of each thread (None until ``use`` chooses one: the environment's)."""
+    name = None
+
+
+_backend = _Backend()
 
 
 def active() -> str:
-    """The backend in use now: "numba" or "reference"."""
-    return _active
+    """The backend in use now in this thread: "numba" or "reference".
+
+    Raises ValueError when ``MINIVAE_KERNELS`` names no backend and none was chosen with ``use``.
+    """
+    name = _backend.name
+    if name is None:
+        if ENVIRONMENT_ERROR is not None:
+            raise ValueError(ENVIRONMENT_ERROR)
+        return _DEFAULT
+    return name
 
 
-@contextlib.contextmanager
-def use(backend: str):
-    """Run on ``backend`` ("numba", or "reference", alias "numpy") inside the ``with`` block."""
-    global _active
-    backend = _checked(backend, "minivae.kernels.use")
-    if backend == "numba" and numba is None:
-        raise RuntimeError("minivae.kernels.use: the numba backend needs Numba, which is not installed")
-    previous, _active = _active, backend
-    try:
-        yield
-    finally:
-        _active = previous
+class use:
+    """Run on ``backend`` ("numba" or "reference") in this thread, as ``set_grad_enabled`` sets the gradient mode.
+
+    Called, it switches at once (``minivae.kernels.use("reference")``); used as ``with use(backend):``,
+    it restores the previous backend at the end of the block. Raises ValueError for an unknown name,
+    RuntimeError for "numba" where Numba is not installed.
+    """
+
+    def __init__(self, backend: str):
+        backend = _checked(backend, "minivae.kernels.use")
+        if backend == "numba" and numba is None:
+            raise RuntimeError("minivae.kernels.use: the numba backend needs Numba, which is not installed")
+        self.previous = _backend.name
+        _backend.name = backend
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _backend.name = self.previous
+        return False
 
 
 def jit(fastmath=False):

@@ -1,16 +1,16 @@
 """Fused implementations beneath the model's functions: each pass over the data is one kernel.
 
 Each op here implements one function of ``minivae.functions`` — same arguments, same result — and
-is registered beneath it (``Function.implement``), so that it runs while the "numba" backend is
-on; the function's composition of primitives is its reference, and the property tests hold each
-op to it. An op's forward keeps what its backward reuses (``saves=True``); its backward runs
-kernels on arrays, and under ``create_graph`` differentiates the composition instead. Features are
-on the last axis; leading axes are folded into rows.
+is registered beneath it where it is defined (``@implements(function)``), so that it runs while the
+"numba" backend is on and the arguments fit the kernels (floating arrays of one dtype, a non-empty
+last axis; anything else runs the composition); the function's composition of primitives is its
+reference, and the property tests hold each op to it. An op's forward keeps what its backward
+reuses; its backward runs kernels on arrays, and under ``create_graph`` differentiates the
+composition instead (``FusedOp``). Features are on the last axis; leading axes are folded into rows.
 
 - ``linear``: one BLAS product of the rows, then the bias added in place; ``linear_relu``: the
   same with bias and ReLU in one in-place pass, and in the backward the mask and the bias gradient
-  in one pass. A ReLU applied to a fused linear layer's output is recorded as one ``linear_relu``
-  node on the layer's inputs (the product is not computed again).
+  in one pass (a model asks for it by calling ``functions.linear_relu``, as ``nn.MLP`` does).
 - ``bernoulli_log_prob``: the row sums of the cross-entropy and its gradient σ(z) − t in one pass.
 - ``gaussian_rsample``: z = μ + σ·ε in one pass, σ saved for the backward.
 - ``kl_to_standard_normal``: the KL per row in one pass, σ² saved; both gradients in one pass.
@@ -20,14 +20,48 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functions
-from ..engine import Tensor, is_grad_enabled
-from ..engine.ops import primitive
+from ..engine import Op, Tensor, is_grad_enabled
 from . import activations, gaussian, losses
 
 
-def fused(forward):
-    """An op whose forward saves for its backward, and whose backward runs kernels on arrays."""
-    return primitive(forward, saves=True, twice_differentiable=False)
+class FusedOp(Op):
+    """An op implementing a model function with kernels: its forward saves for its backward, its backward runs
+    kernels on arrays and, differentiated again (``create_graph``, on Tensors), differentiates the
+    function's composition instead, so it is twice differentiable. ``writes_out``: the positions of the
+    arguments whose gradients the backward writes into ``ctx.out`` when the caller gives arrays there."""
+
+    def __init__(self, forward, function, writes_out=()):
+        super().__init__(forward, saves=True, twice_differentiable=True)
+        self.function, self.writes_out = function, tuple(writes_out)
+
+    def backward(self, ctx, g) -> tuple:
+        if isinstance(g, Tensor):
+            return self.function.composite_vjp(ctx, g)
+        return super().backward(ctx, g)
+
+
+def implements(function, when=None, writes_out=()):
+    """Decorator: ``forward`` becomes a ``FusedOp`` implementing ``function`` (``minivae.functions``), registered
+    beneath it for the calls where ``when`` holds and every tensor argument fits the kernels."""
+    def make(forward):
+        op = FusedOp(forward, function, writes_out)
+        function.implement(op, when=lambda *args, **kwargs: _fits_kernels(*args) and (when is None or when(
+            *args, **kwargs)))
+        return op
+    return make
+
+
+def _fits_kernels(*args) -> bool:
+    """Whether every argument is a floating tensor or array of one dtype with a non-empty last axis: what the
+    kernels take (other arguments, such as boolean targets or a zero-width feature axis, run the composition,
+    which accepts them or raises its own error)."""
+    dtypes = set()
+    for a in args:
+        data = a.data if isinstance(a, Tensor) else a
+        if not isinstance(data, np.ndarray) or data.ndim == 0 or data.shape[-1] == 0 or data.dtype.kind != "f":
+            return False
+        dtypes.add(data.dtype)
+    return len(dtypes) == 1
 
 
 def _same_shapes(*args, **kwargs) -> bool:
@@ -51,10 +85,10 @@ def _affine_rows(x, weight, bias, relu: bool):
 
 
 def _affine_vjp(ctx, g, relu: bool):
-    """The three gradients; the weight's and the bias's go into ``ctx.out`` when the context has it (a pair of
-    preallocated arrays or None each, as the captured step's contexts do; the eager walk's do not)."""
+    """The three gradients; the weight's and the bias's go into ``ctx.out[1]`` and ``ctx.out[2]`` where those are
+    arrays (``writes_out``: the captured step gives its flat gradient buffer's views; the walk gives none)."""
     x, weight, bias = ctx.inputs
-    out_weight, out_bias = getattr(ctx, "out", None) or (None, None)
+    _, out_weight, out_bias = ctx.out
     g_rows = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
     grad_bias = np.empty(g.shape[-1], g.dtype) if out_bias is None else out_bias
     if relu:
@@ -68,7 +102,7 @@ def _affine_vjp(ctx, g, relu: bool):
     return grad_x, grad_weight, grad_bias
 
 
-@fused
+@implements(functions.linear, when=lambda x, weight, bias=None: bias is not None, writes_out=(1, 2))
 def linear(x, weight, bias):
     """x Wᵀ + b over the last axis (``functions.linear``)."""
     return _affine_rows(x, weight, bias, relu=False).reshape(*x.shape[:-1], weight.shape[0]), None
@@ -79,7 +113,7 @@ def linear_vjp(ctx, g):
     return _affine_vjp(ctx, g, relu=False)
 
 
-@fused
+@implements(functions.linear_relu, writes_out=(1, 2))
 def linear_relu(x, weight, bias):
     """max(x Wᵀ + b, 0) over the last axis (``functions.linear_relu``)."""
     return _affine_rows(x, weight, bias, relu=True).reshape(*x.shape[:-1], weight.shape[0]), None
@@ -90,40 +124,27 @@ def linear_relu_vjp(ctx, g):
     return _affine_vjp(ctx, g, relu=True)
 
 
-def relu_after_linear(x):
-    """max(x, 0); when x is the output of a fused ``linear``, recorded as one ``linear_relu`` node on that
-    layer's inputs, which the fused backward handles in one pass (x itself stays valid and unchanged)."""
-    if not (isinstance(x, Tensor) and x.op is linear and is_grad_enabled()):
-        return functions.relu.composite(x)
-    return Tensor.from_op(np.maximum(x.data, 0), linear_relu, x.parents, {}, None)
-
-
-functions.linear.implement(linear, when=lambda x, weight, bias=None: bias is not None)
-functions.linear_relu.implement(linear_relu)
-functions.relu.implement(relu_after_linear)
-
-
 # ------------------------------------------------------------------------ Bernoulli log-likelihood
-@fused
-def bernoulli_log_prob(logits, value):
+@implements(functions.bernoulli_log_prob)
+def bernoulli_log_prob(logits, targets):
     """-Σ_j ℓ(z_j, t_j) over the last axis, ℓ the cross-entropy with logits (``functions.bernoulli_log_prob``);
     saves ∂ℓ/∂z = σ(z) - t. Targets shared by leading axes of the logits (samples of one batch) are not
     copied. Raises ValueError for targets outside [0, 1], found in the same pass."""
-    if value.dtype != logits.dtype:
-        raise TypeError(f"bernoulli_log_prob: value of dtype {value.dtype} for logits of dtype "
+    if targets.dtype != logits.dtype:
+        raise TypeError(f"bernoulli_log_prob: targets of dtype {targets.dtype} for logits of dtype "
                         f"{logits.dtype}; convert it with .astype")
-    shape = np.broadcast_shapes(logits.shape, value.shape)
+    shape = np.broadcast_shapes(logits.shape, targets.shape)
     if not shape:
-        raise ValueError("bernoulli_log_prob: logits and value need at least one axis, the one summed over")
-    if value.ndim == 0 or value.shape != shape[-value.ndim:]:
-        value = np.broadcast_to(value, shape)
+        raise ValueError("bernoulli_log_prob: logits and targets need at least one axis, the one summed over")
+    if targets.ndim == 0 or targets.shape != shape[-targets.ndim:]:
+        targets = np.broadcast_to(targets, shape)
     d = shape[-1]
     loss = np.empty(shape[:-1], logits.dtype)
     grad_logits = np.empty(shape, logits.dtype) if is_grad_enabled() else None  # none to save in evaluation
-    outside = losses.bce_with_logits_rows(np.broadcast_to(logits, shape).reshape(-1, d), value.reshape(-1, d),
+    outside = losses.bce_with_logits_rows(np.broadcast_to(logits, shape).reshape(-1, d), targets.reshape(-1, d),
                                           loss.reshape(-1), None if grad_logits is None else grad_logits.reshape(-1, d))
     if outside:
-        functions.check_probabilities("bernoulli_log_prob", value)  # names the range found
+        functions.check_probabilities("bernoulli_log_prob", targets)  # names the range found
     np.negative(loss, out=loss)
     return loss, grad_logits
 
@@ -131,19 +152,17 @@ def bernoulli_log_prob(logits, value):
 @bernoulli_log_prob.defvjp
 def bernoulli_log_prob_vjp(ctx, g):
     """∂/∂z = -g·(σ(z) - t) from the saved gradient; ∂/∂t = g·z."""
-    logits, value = ctx.inputs
+    logits, targets = ctx.inputs
     g = -g[..., None]
-    grad_value = None
+    grad_targets = None
     if ctx.needs_grad[1]:
-        grad_value = g * -np.broadcast_to(logits, ctx.saved.shape)
-    return g * ctx.saved, grad_value
+        grad_targets = g * -np.broadcast_to(logits, ctx.saved.shape)
+    return g * ctx.saved, grad_targets
 
-
-functions.bernoulli_log_prob.implement(bernoulli_log_prob)
 
 
 # ------------------------------------------------------------------------ Gaussian latent
-@fused
+@implements(functions.gaussian_rsample, when=_same_shapes)
 def gaussian_rsample(mu, logvar, eps):
     """z = μ + exp(½ log σ²)·ε (``functions.gaussian_rsample``); saves σ. ``eps`` has μ's shape, or one
     more leading axis of samples."""
@@ -173,10 +192,8 @@ def gaussian_rsample_vjp(ctx, g):
     return g, grad_logvar, (g * std if ctx.needs_grad[2] else None)
 
 
-functions.gaussian_rsample.implement(gaussian_rsample, when=_same_shapes)
 
-
-@fused
+@implements(functions.kl_to_standard_normal, when=_same_shapes)
 def kl_to_standard_normal(mu, logvar):
     """½ Σ_j μ_j² + σ_j² - 1 - log σ_j² over the last axis (``functions.kl_to_standard_normal``); saves σ²."""
     if mu.ndim == 0:
@@ -197,5 +214,3 @@ def kl_to_standard_normal_vjp(ctx, g):
                                   ctx.saved.reshape(-1, d), grad_mu.reshape(-1, d), grad_logvar.reshape(-1, d))
     return grad_mu, grad_logvar
 
-
-functions.kl_to_standard_normal.implement(kl_to_standard_normal, when=_same_shapes)
