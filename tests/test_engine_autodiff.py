@@ -34,14 +34,30 @@ def test_two_backward_calls_add_up_and_zero_grad_or_none_resets():
     np.testing.assert_array_equal(w.grad, [3.0, 3.0])
 
 
-def test_constants_get_no_gradient_and_leaf_gradients_are_writable_and_unshared():
+def test_constants_get_no_gradient_and_a_leaf_owns_a_writable_gradient_made_from_a_read_only_view():
+    x = mv.Tensor(np.ones(3), requires_grad=True)
+    constant = mv.Tensor(np.ones(3))
+    (x + constant).sum().backward()  # the sum's VJP is a read-only broadcast view
+    assert constant.grad is None
+    x.grad += 1
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+    frozen = np.full(3, 5.0)
+    frozen.flags.writeable = False  # an array that owns its data yet is read-only, handed back by a hook
+    z = mv.Tensor(np.ones(3), requires_grad=True)
+    z.register_hook(lambda g: frozen)
+    (z * 2).sum().backward()
+    z.grad += 1
+    np.testing.assert_array_equal(z.grad, [6.0, 6.0, 6.0])
+
+
+def test_two_leaves_reached_by_one_gradient_array_get_unshared_gradients():
+    # add's VJP hands the same (writable, owning) seed array to both arguments
     x = mv.Tensor(np.ones(3), requires_grad=True)
     y = mv.Tensor(np.ones(3), requires_grad=True)
-    constant = mv.Tensor(np.ones(3))
-    (x + y + constant).sum().backward()
-    assert constant.grad is None and x.grad is not y.grad
-    x.grad += 1  # the sum's VJP is a read-only broadcast view: each leaf owns a copy
-    np.testing.assert_array_equal(y.grad, np.ones(3))
+    (x + y).backward(np.ones(3))
+    assert x.grad is not y.grad
+    x.grad += 1
+    np.testing.assert_array_equal(y.grad, [1.0, 1.0, 1.0])
 
 
 def test_backward_takes_a_seed_for_a_non_scalar_tensor():
