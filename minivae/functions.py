@@ -111,7 +111,8 @@ def relu(x):
 
 
 # ------------------------------------------------------------------------ likelihoods
-REDUCTIONS = ("none", "sum", "mean")
+LOSS_REDUCTIONS = ("none", "sum", "mean")
+"""What a loss does with its per-element values: keep them, or sum or average them."""
 
 
 @function
@@ -120,8 +121,8 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
 
     ``logits`` and ``targets`` broadcast together; ``reduction`` is "none", "sum" or "mean".
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(REDUCTIONS)}, "
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(LOSS_REDUCTIONS)}, "
                          f"got {reduction!r}")
     try:
         np.broadcast_shapes(np.shape(value(logits)), np.shape(value(targets)))

@@ -151,8 +151,6 @@ class LinearGaussianEncoder(Module):
                              f"and {log_diagonal.shape}")
         self.weight, self.bias = Parameter(weight), Parameter(bias)
         self.strict_lower, self.log_diagonal = Parameter(strict_lower), Parameter(log_diagonal)
-        self._below_diagonal = np.tril(np.ones((d, d), weight.dtype), -1)
-        self._identity = np.eye(d, dtype=weight.dtype)
 
     @classmethod
     def standard(cls, data_dim: int, latent_dim: int) -> "LinearGaussianEncoder":
@@ -171,7 +169,8 @@ class LinearGaussianEncoder(Module):
 
     def scale_tril(self) -> Tensor:
         """L, lower triangular with a positive diagonal, so that L Lᵀ is a covariance."""
-        return self.strict_lower * self._below_diagonal + exp(self.log_diagonal) * self._identity
+        d, dtype = self.latent_dim, self.strict_lower.dtype  # the masks follow the parameters' dtype
+        return self.strict_lower * np.tril(np.ones((d, d), dtype), -1) + exp(self.log_diagonal) * np.eye(d, dtype=dtype)
 
     def covariance(self) -> np.ndarray:
         """L Lᵀ."""
