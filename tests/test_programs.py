@@ -5,8 +5,7 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings
 
 import minivae as mv
-from minivae import kernels
-from minivae import testing as mvt
+from minivae import kernels, testing as mvt
 
 # A few hundred programs in the 'ci' profile (30 examples per test), ten times the profile's count in general.
 MANY = settings(max_examples=10 * settings.default.max_examples,
@@ -95,7 +94,7 @@ def torch_functions(torch):
         shape = torch.broadcast_shapes(z.shape, t.shape)  # minivae broadcasts both; torch wants one shape
         return F.binary_cross_entropy_with_logits(z.expand(shape), t.expand(shape), reduction=reduction)
 
-    def dense(x, w, b, relu):
+    def linear_relu(x, w, b, relu):
         y = F.linear(x, w, b)
         return torch.relu(y) if relu else y
 
@@ -115,12 +114,14 @@ def torch_functions(torch):
         "mv.stack": lambda x, y, axis: torch.stack([x, y], dim=axis),
         "mv.matmul": torch.matmul, "mv.linear": F.linear,
         "mv.binary_cross_entropy_with_logits": bce,
-        "mv.softmax": lambda x, axis: torch.softmax(x, dim=axis), "mv.log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
-        "mv.linear_relu": dense,
+        "mv.softmax": lambda x, axis: torch.softmax(x, dim=axis),
+        "mv.log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
+        "mv.linear_relu": linear_relu,
         "mv.bernoulli_log_prob": lambda z, t: -bce(z, t, "none").sum(dim=-1),
         "mv.gaussian_rsample": lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * eps,
         "mv.kl_to_standard_normal": lambda mu, logvar: 0.5 * (mu * mu + torch.exp(logvar) - 1 - logvar).sum(dim=-1),
-        "mv.kl_diagonal_gaussians": lambda mu, logvar, m, s: 0.5 * (s - logvar + (torch.exp(logvar) + (mu - m) ** 2) * torch.exp(-s) - 1).sum(dim=-1),
+        "mv.kl_diagonal_gaussians": lambda mu, logvar, m, s: 0.5 * (
+            s - logvar + (torch.exp(logvar) + (mu - m) ** 2) * torch.exp(-s) - 1).sum(dim=-1),
         "mv.gaussian_log_prob": lambda z, mu, logvar: -0.5 * (np.log(2 * np.pi) + logvar
                                                              + (z - mu) ** 2 * torch.exp(-logvar)).sum(dim=-1),
     }

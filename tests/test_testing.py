@@ -215,7 +215,8 @@ def test_in_float64_takes_a_module_whose_constants_follow_its_parameters():
 
 def test_in_float64_refuses_what_is_not_a_tensor_a_module_or_an_iterable_of_them():
     prior = mv.VAE(input_dim=4, hidden=(), latent_dim=2, rng=0).prior  # a distribution: not a Module
-    with pytest.raises(TypeError, match="in_float64: expected Tensors, Modules or iterables of them, got StandardNormal"):
+    with pytest.raises(TypeError, match="in_float64: expected Tensors, Modules or iterables of them, got "
+                                        "StandardNormal"):
         with mvt.in_float64(prior):
             pass
 

@@ -118,7 +118,7 @@ class Tensor:
         self._retains_grad = False
 
     @classmethod
-    def from_op(cls, data: np.ndarray, op, parents: tuple, static: dict, saved=None) -> "Tensor":
+    def from_op(cls, data: np.ndarray, op, parents: tuple, static: dict, saved=None) -> Tensor:
         """The result of ``op``: it records its parents only when some parent requires grad."""
         out = cls(data)
         if _mode.enabled and any(p.requires_grad for p in parents):
@@ -257,11 +257,11 @@ class Tensor:
         return f"Tensor(shape={self.shape}, dtype={self.dtype}, {origin}{grad}{name})"
 
     # ----------------------------------------------------------------- autodiff
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """A leaf tensor sharing this tensor's data, cut from the graph."""
         return Tensor(self.data)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place (leaves only) and return self."""
         if self.op is not None:
             raise ValueError("requires_grad_: only a leaf tensor's flag can be set; use detach() first")
@@ -274,7 +274,7 @@ class Tensor:
         """Forget the accumulated gradient."""
         self.grad = None
 
-    def retain_grad(self) -> "Tensor":
+    def retain_grad(self) -> Tensor:
         """Keep this tensor's gradient in ``.grad`` at the next ``backward``, even if it is not a leaf."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad: this tensor does not require grad, so no gradient reaches it")

@@ -9,7 +9,6 @@ from .language import PoolEntry, Program, Step
 from .pool import POOL
 from .strategies import _float_dtype, shapes
 
-
 MAX_VALUE_SIZE = 64
 """Values of more elements than this are not fed into further ops (they stay cheap to check)."""
 
@@ -21,8 +20,9 @@ def programs(pool=None, max_ops: int = 4, dtype=np.float64, max_dims: int = 3, m
     fresh input, and its other arguments are earlier values of the right shape (a tensor used
     twice) or fresh inputs; every argument lies inside its op's domain, checked on the actual value,
     and fresh inputs are drawn inside it. The program's output is its last value; the calls and
-    inputs it does not depend on are left out. Programs whose values overflow are rejected. Hypothesis shrinks a failing program to fewer calls and simpler
-    inputs, and prints it as runnable Python (see ``Program``). Example::
+    inputs it does not depend on are left out. Programs whose values overflow are rejected.
+    Hypothesis shrinks a failing program to fewer calls and simpler inputs, and prints it as
+    runnable Python (see ``Program``). Example::
 
         @given(mvt.programs())
         def test_gradients(program):
