@@ -128,3 +128,25 @@ def test_one_no_grad_instance_can_be_entered_again_inside_itself():
         return depth(n - 1) if n else mv.is_grad_enabled()
     assert depth(2) is False
     assert mv.is_grad_enabled()
+
+
+def test_requires_grad_sets_a_leafs_flag_and_refuses_an_op_result_or_integers():
+    x = mv.Tensor(np.ones(2))
+    assert x.requires_grad_() is x and x.requires_grad
+    with pytest.raises(ValueError, match="requires_grad_: only a leaf tensor's flag can be set"):
+        (x * 2).requires_grad_(False)
+    with pytest.raises(TypeError, match="requires_grad_: only floating-point tensors can require grad"):
+        mv.Tensor(np.ones(2, np.int64)).requires_grad_()
+
+
+def test_gradients_walk_only_the_graph_between_the_output_and_the_inputs():
+    visited = []
+    c = mv.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = mv.Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    a = c * 2.0
+    for name, t in (("a", a), ("b", b), ("c", c)):
+        t.register_hook(lambda g, name=name: visited.append(name))
+    (grad_a,) = mv.gradients((a * b).sum(), [a])
+    np.testing.assert_array_equal(grad_a.data, b.data)
+    assert visited == ["a"]  # neither the other factor's branch nor what lies below a
+    assert c.grad is None and b.grad is None
