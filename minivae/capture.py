@@ -62,7 +62,7 @@ class NonFiniteError(FloatingPointError):
     """The loss or a gradient is not finite; the parameters were left as they were."""
 
 
-def capture_step(model, optimizer: Optimizer, loss_fn=None, check_finite: bool = True) -> "CapturedStep":
+def capture_step(model, optimizer: Optimizer, loss_fn=None, check_finite: bool = True) -> CapturedStep:
     """A ``CapturedStep`` training ``model`` with ``optimizer`` on ``loss_fn(x, rng)`` (a scalar Tensor).
 
     ``loss_fn`` defaults to ``model.negative_elbo``. With ``check_finite`` a step whose loss or
@@ -316,7 +316,7 @@ class CapturedStep:
         # a fused linear layer's backward writes the gradients of its weight and bias straight into the flat
         # buffer, when no other op adds to them
         direct = {}
-        for node, ctx, targets in entries:
+        for node, _ctx, targets in entries:
             if node.op is fused.linear or node.op is fused.linear_relu:
                 out = [None, None]
                 for k in (1, 2):
@@ -330,7 +330,7 @@ class CapturedStep:
 
         # gradients that do not depend on any value (the loss's averages, sums and signs) are computed once
         not_constant, folded = set(), []
-        for node, ctx, targets in entries:
+        for node, _ctx, targets in entries:
             slot = slots[id(node)]
             fold = (slot == program.root or (slot in contributions and slot not in not_constant)) and \
                 node.op is getattr(ops, node.op.name, None) and node.op.name in _STRUCTURAL and \

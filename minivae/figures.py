@@ -235,7 +235,8 @@ DIGIT_SCALE = 3  # screen pixels per digit pixel in the figures a run writes
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Each pixel of ``image`` as a ``factor`` × ``factor`` block (nearest neighbour), so 28-pixel digits can be seen."""
+    """Each pixel of ``image`` as a ``factor`` × ``factor`` block (nearest neighbour), so 28-pixel digits can be
+    seen."""
     if not (isinstance(factor, int) and factor >= 1):
         raise ValueError(f"upscale: factor must be an int >= 1, got {factor!r}")
     return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
@@ -409,7 +410,8 @@ def variance_plot(rows, estimators, width: int = 760, height: int = 360) -> str:
                 parts.append(f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end">1e{decade}</text>')
         for samples in sorted({r.samples for r in rows}):
             x, _ = point(np.log10(samples), v_range[0])
-            parts.append(f'<text x="{x:.1f}" y="{panel_top + panel_height + 16}" text-anchor="middle">S={samples}</text>')
+            parts.append(f'<text x="{x:.1f}" y="{panel_top + panel_height + 16}" '
+                         f'text-anchor="middle">S={samples}</text>')
         for estimator, colour in zip(estimators, VARIANCE_COLOURS):
             line = sorted((r.samples, r.variance) for r in rows if r.state == state and r.estimator == estimator)
             if not line:

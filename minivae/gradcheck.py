@@ -55,7 +55,8 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
     ``params``: tensors that ``fn`` uses without taking them as arguments — a ``Module`` (all its
     parameters, named as in ``named_parameters``) or an iterable of Tensors. They are checked in
     place: for the duration of the check they (and, for a module, its buffers) are float64
-    (``in_float64``); afterwards their arrays and ``.grad`` are the ones they had. This is how a float32 model is checked::
+    (``in_float64``); afterwards their arrays and ``.grad`` are the ones they had. This is how a
+    float32 model is checked::
 
         model = mv.nn.MLP([784, 400, 10])                    # float32 parameters
         mv.gradcheck(lambda x: model(x).tanh().sum(), x, params=model)

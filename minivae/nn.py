@@ -39,11 +39,11 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ----------------------------------------------------------------- structure
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         """The sub-modules held as attributes, in the order they were set."""
         return ((name, value) for name, value in vars(self).items() if isinstance(value, Module))
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         """This module and every module below it."""
         yield self
         for _, child in self.named_children():
@@ -82,13 +82,13 @@ class Module:
         return ()
 
     # ----------------------------------------------------------------- modes and gradients
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Set ``training`` on this module and all below it; return self."""
         for module in self.modules():
             module.training = bool(mode)
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
     def zero_grad(self) -> None:

@@ -213,7 +213,8 @@ def test_non_finite_loss_raises_before_any_parameter_changes():
 
 def test_non_finite_gradient_is_named():
     model, opt = make()
-    loss_fn = lambda x, rng: model.negative_elbo(x, rng) + (mv.abs(next(model.parameters())) ** 0.5).sum() * 0.0
+    def loss_fn(x, rng):
+        return model.negative_elbo(x, rng) + (mv.abs(next(model.parameters())) ** 0.5).sum() * 0.0
     step = capture_step(model, opt, loss_fn)
     x, = batches([8])
     params = next(model.parameters())
@@ -227,7 +228,8 @@ def test_non_finite_gradient_is_named():
 def test_draws_that_do_not_enter_the_graph_unchanged_are_refused():
     model, opt = make()
     x, = batches([8])
-    shifted = lambda x, rng: model.negative_elbo(x, rng) + float(rng.random()) * 0
+    def shifted(x, rng):
+        return model.negative_elbo(x, rng) + float(rng.random()) * 0
     with pytest.raises(CaptureError, match="draw"):
         capture_step(model, opt, shifted)(x, np.random.default_rng(0))
     def scaled(x, rng):
@@ -240,8 +242,8 @@ def test_draws_that_do_not_enter_the_graph_unchanged_are_refused():
 def test_a_constant_made_from_the_batch_outside_the_engine_is_refused():
     model, opt = make()
     x, = batches([8])
-    leaky = lambda x, rng: model.negative_elbo(x, rng) + (mv.Tensor(x.data[:, :1]) * next(model.parameters())
-                                                          .sum()).sum()
+    def leaky(x, rng):
+        return model.negative_elbo(x, rng) + (mv.Tensor(x.data[:, :1]) * next(model.parameters()).sum()).sum()
     with pytest.raises(CaptureError, match="shares memory with the batch"):
         capture_step(model, opt, leaky)(x, np.random.default_rng(0))
 

@@ -10,7 +10,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 INCLUDED_TABLE = re.compile(r"<!-- variance table: (\w+) -->\n(.*?)<!-- end -->", re.DOTALL)
-TABLE_FILES = {"gaussian": DOCS / "estimators" / "variance.md", "logistic": DOCS / "estimators" / "logistic" / "variance.md"}
+TABLE_FILES = {"gaussian": DOCS / "estimators" / "variance.md",
+               "logistic": DOCS / "estimators" / "logistic" / "variance.md"}
 
 
 def test_there_is_documentation_with_code():
@@ -54,4 +55,5 @@ def test_variance_pngs_are_what_the_rows_draw(family):
     from minivae.study.estimators import GRADIENT_ESTIMATORS
     from minivae.study.variance import VarianceRow
     rows = [VarianceRow(**row) for row in json.loads(TABLE_FILES[family].with_suffix(".json").read_text())]
-    assert TABLE_FILES[family].with_suffix(".png").read_bytes() == encode_png(variance_plot_png(rows, GRADIENT_ESTIMATORS))
+    expected = encode_png(variance_plot_png(rows, GRADIENT_ESTIMATORS))
+    assert TABLE_FILES[family].with_suffix(".png").read_bytes() == expected

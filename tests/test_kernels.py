@@ -79,7 +79,8 @@ def test_use_switches_the_backend_and_restores_it():
             pass
 
 
-@pytest.mark.parametrize("value, expected", [("numpy", "reference"), ("reference", "reference"), ("numba", "numba"), ("", "numba")])
+@pytest.mark.parametrize("value, expected", [("numpy", "reference"), ("reference", "reference"), ("numba", "numba"),
+                                             ("", "numba")])
 def test_the_environment_variable_chooses_the_backend_at_import(value, expected):
     env = {**os.environ, kernels.ENV_VAR: value}
     done = subprocess.run([sys.executable, "-c", "import minivae.kernels as k; print(k.active())"], env=env,
@@ -99,7 +100,8 @@ def test_an_unknown_backend_in_the_environment_fails_at_import_naming_the_variab
        st.sampled_from([1e-8, 1e-3]))
 def test_adam_update_backends_agree(dtype, size, weight_decay, step, eps):
     rng = np.random.default_rng(size)
-    param, grad = rng.standard_normal(size).astype(dtype), (rng.standard_normal(size) * 10 ** rng.uniform(-6, 2, size)).astype(dtype)
+    param = rng.standard_normal(size).astype(dtype)
+    grad = (rng.standard_normal(size) * 10 ** rng.uniform(-6, 2, size)).astype(dtype)
     m, v = (rng.standard_normal(size) * 0.1).astype(dtype), (rng.random(size) * 0.01).astype(dtype)
     states = {}
     for backend in ("numba", "numpy"):

@@ -83,4 +83,5 @@ def sample_checkpoint(path, n: int = 64, out="samples.png", seed: int = 0) -> Pa
     """
     refuse_overwriting_input(out, [path], "sample")
     model = load_checkpoint(path).model
-    return write_png(out, labelled_samples(model.sample(n, np.random.default_rng(seed)), columns=math.ceil(math.sqrt(n))))
+    samples = model.sample(n, np.random.default_rng(seed))
+    return write_png(out, labelled_samples(samples, columns=math.ceil(math.sqrt(n))))
