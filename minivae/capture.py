@@ -316,7 +316,7 @@ class CapturedStep:
         # a fused linear layer's backward writes the gradients of its weight and bias straight into the flat
         # buffer, when no other op adds to them
         direct = {}
-        for node, _ctx, targets in entries:
+        for node, ctx, targets in entries:
             if node.op is fused.linear or node.op is fused.linear_relu:
                 out = [None, None]
                 for k in (1, 2):
