@@ -1,4 +1,4 @@
-"""Hypothesis profiles, running without Numba, and a shared fixture.
+"""Hypothesis profiles, running without Numba, and shared fixtures.
 
 Hypothesis: 'ci' is reproducible and quick, 'dev' (the default off CI) searches harder. Choose one
 with HYPOTHESIS_PROFILE=ci|dev; CI=true selects 'ci'. No deadline: the first call of a compiled
@@ -67,3 +67,13 @@ def _numba_backend_skips_without_numba(monkeypatch):
         return use(name)
     monkeypatch.setattr(backend, "use", use_or_skip)
     monkeypatch.setattr(kernels, "use", use_or_skip)
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    """An MNIST directory of 300 training and 100 held-out digits (of the embedded set)."""
+    from minivae.data import MnistSplit, load_mnist, save_mnist
+    everything = load_mnist()
+    subset = MnistSplit(everything.train_images[:300], everything.train_labels[:300],
+                        everything.test_images[:100], everything.test_labels[:100], "subset")
+    return save_mnist(subset, tmp_path_factory.mktemp("mnist"))
