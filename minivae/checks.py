@@ -24,12 +24,19 @@ def is_positive_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+"""The dtypes a model is built in: float32 to train, float64 to check (NumPy's generators draw no other)."""
+
+
 def float_dtype(dtype, name: str) -> np.dtype:
-    """``dtype`` as a NumPy floating dtype, or a TypeError naming ``name``."""
-    dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"{name}: dtype must be a floating-point type, got {dtype}")
-    return dtype
+    """``dtype`` as float32 or float64, or a TypeError naming ``name`` and the supported dtypes."""
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if checked is None or checked not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: dtype must be float32 or float64, got {getattr(checked, 'name', repr(dtype))}")
+    return checked
 
 
 def as_float_tensor(value, owner: str, name: str, dtype=None) -> Tensor:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Op, Tensor, exp, gradients, relu as relu_op, reshape, softplus, transpose
+from .engine import Op, Tensor, exp, gradients, relu as relu_op, reshape, softplus, transpose, where
 from .engine.ops import value
 from .kernels import backend
 
@@ -174,10 +174,16 @@ def kl_to_standard_normal(mu, logvar):
 
 @function
 def kl_diagonal_gaussians(mu, logvar, other_mu, other_logvar):
-    """KL(N(μ, σ²) ‖ N(m, s²)) = ½ Σ_j [log s_j² − log σ_j² + (σ_j² + (μ_j − m_j)²)/s_j² − 1], over the
-    last axis, in nats."""
-    diff = mu - other_mu
-    return 0.5 * (other_logvar - logvar + (exp(logvar) + diff * diff) * exp(-other_logvar) - 1.0).sum(axis=-1)
+    """KL(N(μ, σ²) ‖ N(m, s²)) = ½ Σ_j [σ_j²/s_j² − log(σ_j²/s_j²) − 1 + ((μ_j − m_j)/s_j)²], over
+    the last axis, in nats.
+
+    σ²/s² is exp(log σ² − log s²) and (μ − m)/s a standardized residual (``gaussian_log_prob``):
+    σ² and 1/s² are never formed apart, so equal extreme variances (float32 beyond ±88, float64
+    beyond ±709) give their small exact value, not ∞·0.
+    """
+    log_ratio = logvar - other_logvar
+    standardized = _standardized(mu - other_mu, other_logvar)
+    return 0.5 * (exp(log_ratio) - log_ratio - 1.0 + standardized * standardized).sum(axis=-1)
 
 
 @function
@@ -188,6 +194,22 @@ def gaussian_log_prob(x, mu, logvar):
     is 0 for any σ > 0, where (x − μ)²·exp(−log σ²) would be 0·∞ once exp(−log σ²) overflows
     (log σ² < −88 in float32).
     """
-    standardized = (x - mu) / exp(0.5 * logvar)
+    standardized = _standardized(x - mu, logvar)
     return -0.5 * (LOG_2PI + logvar + standardized * standardized).sum(axis=-1)
 
+
+def _standardized(difference, logvar):
+    """difference / σ with σ = exp(½ log σ²), and 0 where that quotient is 0 but its pieces are not finite:
+    where σ underflows to 0 at a difference of 0 (0/0: log σ² below about −207 in float32, −1490 in
+    float64) and where σ overflows to ∞ (its gradient would be 0·∞ through exp).
+
+    Only there are the residual and its derivatives set to their limit, 0 (a ``where`` on a safe σ);
+    elsewhere the graph, and every derivative, is the plain quotient's.
+    """
+    scale = exp(0.5 * logvar)
+    sigma, residual = value(scale), value(difference)
+    limit = ((residual == 0) & (sigma == 0)) | (np.isinf(sigma) & np.isfinite(residual))
+    if not np.any(limit):
+        return difference / scale
+    safe_scale = exp(0.5 * where(limit, 0.0, logvar))  # no exp at ∞ in the graph: its gradient would be 0·∞
+    return where(limit, 0.0, difference / safe_scale)

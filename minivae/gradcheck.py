@@ -55,7 +55,10 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
     ``params``: tensors that ``fn`` uses without taking them as arguments — a ``Module`` (all its
     parameters, named as in ``named_parameters``) or an iterable of Tensors. They are checked in
     place: for the duration of the check they (and, for a module, its buffers) are float64
-    (``in_float64``); afterwards their arrays and ``.grad`` are the ones they had. This is how a
+    (``in_float64``), and the check perturbs working copies of their arrays; afterwards, however the
+    check ends (an error, Ctrl-C), their arrays and ``.grad`` are the ones they had. The engine's
+    gradients are taken with ``gradients``, so that no ``.grad`` of any tensor (a checked one, a
+    leaf ``fn`` closes over) is written. This is how a
     float32 model is checked::
 
         model = mv.nn.MLP([784, 400, 10])                    # float32 parameters
@@ -73,11 +76,12 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
 
     Returns True, or raises ``GradcheckError`` naming the input and an element (the worst one, or
     for the fast check the worst one of the block it localised), with both values. Raises
-    ``ValueError`` if nothing requires grad, ``TypeError`` if ``fn`` returns no Tensor or mixes
-    the float64 inputs with float32 tensors it holds (the message says to pass ``params=``).
+    ``ValueError`` if nothing requires grad, for an ``eps`` that is not a positive finite number,
+    an ``atol`` or ``rtol`` that is not a non-negative finite one, or ``directions`` below 1;
+    ``TypeError`` if ``fn`` returns no Tensor or mixes the float64 inputs with float32 tensors it
+    holds (the message says to pass ``params=``).
     """
-    if directions < 1:
-        raise ValueError(f"gradcheck: directions must be at least 1, got {directions}")
+    _check_arguments(eps=eps, atol=atol, rtol=rtol, directions=directions)
     if order not in (1, 2):
         raise ValueError(f"gradcheck: order must be 1 or 2, got {order!r}")
     args = [_float64_copy(x) for x in inputs]
@@ -86,10 +90,9 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
     if not leaves and not held:
         raise ValueError("gradcheck: no input requires grad; pass Tensors with requires_grad=True "
                          "or floating ndarrays")
-    with in_float64(params if _is_module(params) else [p for _, p in held]), _kept([p for _, p in held]):
-        for _, p in held:
-            if not p.data.flags.writeable:  # the check perturbs in place; a copy keeps the original intact
-                p.data = p.data.copy()
+    with in_float64(params if _is_module(params) else [p for _, p in held]):
+        for _, p in held:  # the check perturbs a working copy: in_float64 gives the original back on any exit
+            p.data = p.data.copy()
         leaves += held
         if order == 2:
             _check_recorded_first_derivatives(fn, args, leaves, seed, atol, rtol)
@@ -122,32 +125,24 @@ def _first_derivatives(fn, leaves: list, seed: int):
 
 def _check_recorded_first_derivatives(fn, args, leaves, seed: int, atol: float, rtol: float) -> None:
     """The first derivatives that ``order=2`` differentiates — recorded with ``create_graph`` — must equal
-    those of a plain ``backward``: a recorded backward that is wrong but self-consistent would
+    those of a plain backward pass: a recorded backward that is wrong but self-consistent would
     otherwise pass its own central differences."""
     tensors = [x for _, x in leaves]
-    for x in tensors:
-        x.grad = None
     with enable_grad():
         out = fn(*args)
         if not isinstance(out, Tensor) or not out.requires_grad:
             return
-        w = np.random.default_rng(seed + 1).standard_normal(out.shape)
-        recorded = gradients((out * w).sum(), tensors, create_graph=True)
-        (out * w).sum().backward()
-    try:
-        for (label, x), r in zip(leaves, recorded):
-            plain = np.zeros_like(x.data) if x.grad is None else np.asarray(x.grad)
-            difference = np.abs(r.data - plain)
-            bad = ~(difference <= atol + rtol * np.abs(plain))
-            if bad.any():
-                worst = np.unravel_index(np.argmax(np.where(bad, difference, -1.0)), x.shape)
-                raise GradcheckError(
-                    f"gradcheck: the first derivatives recorded with create_graph differ from backward's for "
-                    f"{label} of shape {x.shape}: {np.count_nonzero(bad)} of {x.size} elements; element "
-                    f"{tuple(int(k) for k in worst)}: recorded {r.data[worst]:.8g}, backward {plain[worst]:.8g}")
-    finally:
-        for x in tensors:
-            x.grad = None
+        weighted = (out * np.random.default_rng(seed + 1).standard_normal(out.shape)).sum()
+        recorded = gradients(weighted, tensors, create_graph=True)
+        plain = gradients(weighted, tensors, create_graph=False)
+    for (label, x), r, p in zip(leaves, recorded, plain):
+        excess = _excess(r.data, p.data, atol, rtol)
+        if (excess > 1).any():
+            worst = np.unravel_index(np.argmax(excess), x.shape)
+            raise GradcheckError(
+                f"gradcheck: the first derivatives recorded with create_graph differ from backward's for "
+                f"{label} of shape {x.shape}: {np.count_nonzero(excess > 1)} of {x.size} elements; element "
+                f"{_index(worst)}: recorded {r.data[worst]:.8g}, backward {p.data[worst]:.8g}")
 
 
 class _Check:
@@ -157,7 +152,8 @@ class _Check:
         self.fn, self.args, self.leaves = fn, args, leaves
         self.eps, self.atol, self.rtol = eps, atol, rtol
         self.rng = np.random.default_rng(seed)
-        out = self._call()
+        with enable_grad():
+            out = self._call()
         if not isinstance(out, Tensor):
             raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
         self.out_shape = out.shape
@@ -175,20 +171,15 @@ class _Check:
                             f"call gradcheck inside `with in_float64(module):` (from minivae.gradcheck)") from None
 
     def _add_cotangent(self, out: Tensor | None = None) -> None:
-        """One more cotangent u and the engine's gradients uᵀ ∂y/∂x for every leaf."""
+        """One more cotangent u and the engine's gradients uᵀ ∂y/∂x for every leaf (no ``.grad`` is touched)."""
         k = len(self.cotangents)
-        for leaf in self.leaves:
-            leaf.grad = None
         if out is None:
-            out = self._call()
+            with enable_grad():
+                out = self._call()
         u = (np.ones(out.shape) if out.size == 1 and k == 0
              else self.rng.standard_normal(out.shape))
-        if out.requires_grad:
-            out.backward(u)
         self.cotangents.append(u)
-        self.gradients.append([np.zeros_like(x.data) if x.grad is None else np.asarray(x.grad) for x in self.leaves])
-        for leaf in self.leaves:
-            leaf.grad = None
+        self.gradients.append([g.data for g in gradients(out, self.leaves, grad_output=u, create_graph=False)])
 
     def objective(self, k: int) -> float:
         """u_k · fn(args), without a graph."""
@@ -197,23 +188,11 @@ class _Check:
 
     def along(self, k: int, x: Tensor, v: np.ndarray) -> float:
         """The central difference of u_k · fn along ``v`` in the leaf ``x``, which is left as it was."""
-        original = x.data.copy()
-        x.data += self.eps * v
-        above = self.objective(k)
-        np.copyto(x.data, original)
-        x.data -= self.eps * v
-        below = self.objective(k)
-        np.copyto(x.data, original)
-        return (above - below) / (2 * self.eps)
+        return _central_difference(lambda: self.objective(k), x.data, ..., self.eps, v)
 
     def excess(self, analytic, numeric):
-        """|analytic − numeric| / (atol + rtol·|numeric|), inf where either value is not finite (> 1 fails)."""
-        analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
-        difference = np.abs(analytic - numeric)
-        allowed = self.atol + self.rtol * np.abs(numeric)
-        with np.errstate(divide="ignore", invalid="ignore"):  # atol = 0 with a numeric 0: allowed is 0
-            excess = np.where(difference <= allowed, 0.0, difference / allowed)
-        return np.where(np.isfinite(analytic) & np.isfinite(numeric) & ~np.isnan(excess), excess, np.inf)
+        """The tolerance test (``_excess``) with this check's atol and rtol."""
+        return _excess(analytic, numeric, self.atol, self.rtol)
 
     # ----------------------------------------------------------------- the two modes
     def exhaustive(self, k: int, label: str) -> None:
@@ -306,14 +285,15 @@ def in_float64(*holders):
     held = {}
     for holder in holders:
         held.update((id(t), t) for t in _held_tensors(holder))
-    cast = [(t, t.data, t.grad) for t in held.values() if t.dtype.kind == "f" and t.dtype != np.float64]
+    kept = [(t, t.data, t.grad) for t in held.values()]  # every one is restored, float64 or not
     try:
-        for t, data, grad in cast:
-            t.data = data.astype(np.float64)
-            t.grad = None if grad is None else np.asarray(grad, np.float64)
+        for t, data, grad in kept:
+            if t.dtype.kind == "f" and t.dtype != np.float64:
+                t.data = data.astype(np.float64)
+                t.grad = None if grad is None else np.asarray(grad, np.float64)
         yield
     finally:
-        for t, data, grad in cast:
+        for t, data, grad in kept:
             t.data, t.grad = data, grad
 
 
@@ -327,17 +307,6 @@ def _held_tensors(holder) -> list:
     if isinstance(holder, (str, bytes, np.ndarray)) or not hasattr(holder, "__iter__"):
         raise TypeError(f"in_float64: expected Tensors, Modules or iterables of them, got {type(holder).__name__}")
     return [t for item in holder for t in _held_tensors(item)]
-
-
-@contextlib.contextmanager
-def _kept(tensors):
-    """Leave each tensor's array and ``.grad`` as they were (the check runs its own backward passes)."""
-    kept = [(t, t.data, t.grad) for t in tensors]
-    try:
-        yield
-    finally:
-        for t, data, grad in kept:
-            t.data, t.grad = data, grad
 
 
 def _is_module(obj) -> bool:
@@ -375,17 +344,53 @@ def _input_label(i: int, x: Tensor) -> str:
 
 
 def _central_differences(objective, data: np.ndarray, eps: float, indices) -> np.ndarray:
-    """(objective(data + ε eⱼ) − objective(data − ε eⱼ)) / 2ε for every index j given, perturbing in place."""
+    """The central difference of ``objective`` in each element j given, one by one (see ``_central_difference``)."""
     numeric = np.zeros_like(data)
     for j in indices:
-        original = data[j]
-        data[j] = original + eps
-        above = objective()
-        data[j] = original - eps
-        below = objective()
-        data[j] = original
-        numeric[j] = (above - below) / (2 * eps)
+        numeric[j] = _central_difference(objective, data, j, eps)
     return numeric
+
+
+def _central_difference(objective, data: np.ndarray, index, eps: float, direction=1.0) -> float:
+    """(objective() at data[index] + ε·direction − objective() at data[index] − ε·direction) / 2ε.
+
+    ``index`` is one element (then direction is 1: a partial derivative) or ``...`` (the whole array, along
+    ``direction``: a directional derivative). ``data`` is perturbed in place and given back its values
+    however the objective ends (an error, Ctrl-C).
+    """
+    original = np.copy(data[index])
+    try:
+        data[index] = original + eps * direction
+        above = objective()
+        data[index] = original - eps * direction
+        below = objective()
+    finally:
+        data[index] = original
+    return (above - below) / (2 * eps)
+
+
+def _excess(analytic, numeric, atol: float, rtol: float) -> np.ndarray:
+    """|analytic − numeric| / (atol + rtol·|numeric|), elementwise: the one tolerance test (> 1 fails), inf
+    where either value is not finite."""
+    analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
+    difference = np.abs(analytic - numeric)
+    allowed = atol + rtol * np.abs(numeric)
+    with np.errstate(divide="ignore", invalid="ignore"):  # atol = 0 with a numeric 0: allowed is 0
+        excess = np.where(difference <= allowed, 0.0, difference / allowed)
+    return np.where(np.isfinite(analytic) & np.isfinite(numeric) & ~np.isnan(excess), excess, np.inf)
+
+
+def _check_arguments(**values) -> None:
+    """A one-line ValueError for a step, a tolerance or a number of directions gradcheck cannot use."""
+    for name in ("eps", "atol", "rtol"):
+        value, positive = values[name], name == "eps"
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+        if not number or not math.isfinite(value) or value < 0 or (positive and value == 0):
+            kind = "a positive" if positive else "a non-negative"
+            raise ValueError(f"gradcheck: {name} must be {kind} finite number, got {value!r}")
+    directions = values["directions"]
+    if isinstance(directions, (bool, np.bool_)) or not isinstance(directions, (int, np.integer)) or directions < 1:
+        raise ValueError(f"gradcheck: directions must be an int of at least 1, got {directions!r}")
 
 
 def _check_shape(label: str, x: Tensor, analytic: np.ndarray) -> None:

@@ -242,7 +242,7 @@ class MLP(Sequential):
             raise ValueError(f"MLP: widths must be at least two positive ints (input, ..., output), got {widths}")
         hidden_activation = activation_class(activation, "MLP")
         output_activation = None if final_activation is None else activation_class(final_activation, "MLP")
-        rng = as_generator(rng, "MLP")
+        dtype, rng = float_dtype(dtype, "MLP"), as_generator(rng, "MLP")
         layers = []
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
             layers.append(Linear(fan_in, fan_out, rng=rng, dtype=dtype))

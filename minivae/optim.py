@@ -31,9 +31,12 @@ def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay=0.0
     The four arrays share one shape and one float dtype; float32 is updated in float32
     arithmetic. (1 − β₂)·g is multiplied by g, not (1 − β₂) by g², and √v̂ is taken as √v / √(1 − β₂ᵗ):
     g² and v̂ overflow float32 for |g| > 1.8e19 where v does not, and an infinite v would freeze the
-    parameter for good. Raises ValueError for
-    arrays that differ in shape or dtype, or a step below 1.
+    parameter for good. ``grad`` may be a Tensor (as after ``backward(create_graph=True)``): its
+    value is used. Raises ValueError for arrays that differ in shape or dtype, a read-only
+    ``param``, ``m`` or ``v``, or a step below 1.
     """
+    grad = _gradient_array(grad)
+    _check_writeable("adam_update", param=param, m=m, v=v)
     if not (param.shape == grad.shape == m.shape == v.shape and param.dtype == grad.dtype == m.dtype == v.dtype):
         described = ", ".join(f"{name} {a.shape} {a.dtype}" for name, a in zip(("param", "grad", "m", "v"),
                                                                                (param, grad, m, v)))
@@ -64,12 +67,29 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay) -> None:
     """One step of SGD with momentum on one parameter, in place on ``param`` and ``velocity``.
 
     g ← grad + weight_decay·θ;  b ← μ·b + g;  θ ← θ − α·b  (b starts at 0, so b₁ = g₁).
+    ``grad`` may be a Tensor (its value is used); a read-only ``param`` or ``velocity`` is a ValueError.
     """
+    grad = _gradient_array(grad)
+    _check_writeable("sgd_update", param=param, velocity=velocity)
     if weight_decay != 0.0:
         grad = grad + weight_decay * param
     velocity *= momentum
     velocity += grad
     param -= lr * velocity
+
+
+def _gradient_array(grad) -> np.ndarray:
+    """A gradient's value as an ndarray: after ``backward(create_graph=True)`` it is a Tensor, and a step
+    uses its value (as ``torch.optim`` does), never its graph."""
+    return np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+
+
+def _check_writeable(owner: str, **arrays) -> None:
+    """A one-line ValueError naming the first of ``arrays`` that cannot be updated in place."""
+    for name, array in arrays.items():
+        if not array.flags.writeable:
+            raise ValueError(f"{owner}: {name} is read-only, and the update works in place; give it a writeable "
+                             f"copy first (p.data = p.data.copy())")
 
 
 class Optimizer:
@@ -119,12 +139,19 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient; the others, and their state, stay as they are."""
+        """Update every parameter that has a gradient; the others, and their state, stay as they are.
+
+        A gradient that is a Tensor (after ``backward(create_graph=True)``) steps on its value. Raises
+        ValueError, before anything changes, when a parameter to update has a read-only array.
+        """
+        for i, p in enumerate(self.params):
+            if p.grad is not None:
+                _check_writeable(f"{type(self).__name__}.step", **{f"parameter {i}": p.data})
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
             self.steps[i] += 1
-            self.update(i, p.data, p.grad)
+            self.update(i, p.data, _gradient_array(p.grad))
 
     # ----------------------------------------------------------------- saving and loading
     def state_dict(self) -> dict[str, np.ndarray]:

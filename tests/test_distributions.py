@@ -184,3 +184,83 @@ def test_gaussian_likelihood_with_fixed_and_learned_log_variance():
     GaussianLikelihood(mean, shared).log_prob(x).sum().backward()
     expected = 0.5 * np.sum((x - mean) ** 2) - 0.5 * x.size  # d/dlogvar of Σ −½[logvar + r² e^(−logvar)]
     np.testing.assert_allclose(shared.grad, expected, rtol=1e-10)
+
+
+# ---------------------------------------------------------------- Gaussians at extreme log-variances
+# (log σ², log s², c): the other Gaussian's variance s² = e^(log s²), this one's σ² = e^(log σ²), and the
+# means differ by c standard deviations of the other, so every closed form has a small exact value.
+EXTREME_GAUSSIANS = {
+    np.float32: [(100.0, 100.0, 0.0), (100.0, 99.0, 0.5), (-100.0, -101.0, 0.0), (-100.0, -99.0, 2.0),
+                 (150.0, 150.5, 1.0), (-150.0, -150.0, 0.0), (-250.0, -250.0, 0.0), (-250.0, -249.0, 0.0),
+                 (250.0, 250.0, 0.0), (88.7, 89.0, 0.0), (-88.7, -89.0, 0.0)],
+    np.float64: [(800.0, 800.0, 0.0), (800.0, 799.0, 0.5), (-800.0, -801.0, 1.0), (-800.0, -799.0, 0.0),
+                 (1400.0, 1401.0, 3.0), (-1600.0, -1600.0, 0.0), (-1600.0, -1599.0, 0.0), (1600.0, 1600.0, 0.0)],
+}
+EXTREME_CASES = [(dtype, case) for dtype, cases in EXTREME_GAUSSIANS.items() for case in cases]
+
+
+def extreme_pair(dtype, logvar, other_logvar, c):
+    """Tensors (mu, logvar, other_mu, other_logvar) of shape (1, 2) with other_mu = 0 and mu = c·s, and
+    d = log σ² − log s² from the log-variances as rounded to ``dtype``."""
+    mu = c * np.exp(0.5 * np.float64(other_logvar)) if c else 0.0
+    assert np.isfinite(np.asarray(mu, dtype)) and (np.asarray(mu, dtype) != 0) == (c != 0)
+    tensors = [np.full((1, 2), a, dtype) for a in (mu, logvar, 0.0, other_logvar)]
+    d = np.float64(tensors[1][0, 0]) - np.float64(tensors[3][0, 0])
+    return [mv.Tensor(t, requires_grad=True) for t in tensors], d
+
+
+def over(dtype, *logvars) -> str:
+    """Overflow is an error, unless a standard deviation σ = exp(½ log σ²) is itself beyond the dtype's range."""
+    return "ignore" if max(logvars) / 2 > np.log(np.finfo(dtype).max) else "raise"
+
+
+@pytest.mark.parametrize("dtype, case", EXTREME_CASES)
+def test_kl_between_gaussians_is_exact_at_extreme_log_variances(dtype, case):
+    """½ Σ (e^d − d − 1 + c²) with d = log σ² − log s²: never e^(log σ²) and e^(−log s²) formed apart
+    (float32 beyond ±88 gave inf, float64 at ±800 NaN)."""
+    logvar, other_logvar, c = case
+    (mu, lv, other_mu, other_lv), d = extreme_pair(dtype, logvar, other_logvar, c)
+    with np.errstate(over=over(dtype, logvar, other_logvar), invalid="raise", divide="raise"):
+        kl = DiagonalGaussian(mu, lv).kl_divergence(DiagonalGaussian(other_mu, other_lv))
+        kl.sum().backward()
+    assert kl.dtype == dtype
+    np.testing.assert_allclose(kl.data, [np.expm1(d) - d + c * c], rtol=64 * np.finfo(dtype).eps, atol=1e-30)
+    np.testing.assert_allclose(lv.grad, 0.5 * np.expm1(d) * np.ones((1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(other_lv.grad, -0.5 * (np.expm1(d) + c * c) * np.ones((1, 2)), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(mu.grad).all() and np.isfinite(other_mu.grad).all()
+
+
+@pytest.mark.parametrize("dtype, case", EXTREME_CASES)
+def test_log_prob_entropy_and_rsample_at_extreme_log_variances(dtype, case):
+    logvar, _, c = case
+    (x, lv, mu, _), _ = extreme_pair(dtype, logvar, logvar, c)  # x − μ = c·σ
+    with np.errstate(over=over(dtype, logvar), invalid="raise", divide="raise"):
+        log_prob = DiagonalGaussian(mu, lv).log_prob(x)
+        log_prob.sum().backward()
+        entropy = DiagonalGaussian(mu, lv).entropy()
+    exact = -0.5 * 2 * (np.log(2 * np.pi) + np.float64(lv.data[0, 0]) + c * c)
+    np.testing.assert_allclose(log_prob.data, [exact], rtol=16 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(lv.grad, -0.5 * (1 - c * c) * np.ones((1, 2)), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(x.grad).all() and np.isfinite(mu.grad).all()
+    np.testing.assert_allclose(entropy.data, [1 + np.log(2 * np.pi) + np.float64(lv.data[0, 0])],
+                               rtol=16 * np.finfo(dtype).eps)
+    if over(dtype, logvar) == "raise":  # σ itself representable
+        z = DiagonalGaussian(mu, lv).rsample(np.random.default_rng(0))
+        assert np.isfinite(z.data).all() and z.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype, logvar", [(np.float32, 100.0), (np.float32, -250.0), (np.float64, 800.0),
+                                           (np.float64, -1600.0)])
+def test_kl_to_the_standard_normal_at_extreme_log_variances(dtype, logvar):
+    """½ Σ (μ² + σ² − 1 − log σ²): exact where σ² is representable or vanishes; +inf where σ² overflows,
+    as it should (the exact value does too)."""
+    mu, lv = (mv.Tensor(np.full((1, 2), v, dtype), requires_grad=True) for v in (0.5, logvar))
+    with np.errstate(over="ignore"):
+        kl = DiagonalGaussian(mu, lv).kl_divergence()
+    with np.errstate(over="ignore"):
+        exact = 0.5 * 2 * (0.25 + np.exp(np.float64(logvar)) - 1 - logvar)
+        representable = np.isfinite(np.asarray(exact, dtype))
+    if representable:
+        np.testing.assert_allclose(kl.data, [exact], rtol=16 * np.finfo(dtype).eps)
+    else:
+        assert kl.data.tolist() == [np.inf]

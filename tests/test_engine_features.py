@@ -157,6 +157,36 @@ def test_numpy_sees_a_tensors_data():
     assert isinstance(np.ones(2, np.float32) + x, mv.Tensor)  # an ndarray on the left defers to the Tensor
 
 
+@pytest.mark.parametrize("function, kwargs", [
+    (np.sum, {}), (np.sum, {"axis": 0}), (np.sum, {"axis": 1, "keepdims": True}), (np.sum, {"dtype": np.float64}),
+    (np.mean, {}), (np.mean, {"axis": -1}), (np.max, {}), (np.max, {"axis": 0}), (np.min, {"axis": 1}),
+    (np.amax, {}), (np.prod, {}), (np.std, {"axis": 0}), (np.var, {}), (np.argmax, {}), (np.cumsum, {"axis": 1}),
+    (np.any, {}), (np.all, {}), (np.ptp, {}), (np.round, {"decimals": 1}), (np.transpose, {}), (np.ravel, {}),
+    (np.sort, {"axis": 0}), (np.linalg.norm, {}), (np.isfinite, {}), (np.where, {}), (np.shape, {}),
+])
+def test_every_numpy_function_applied_to_a_tensor_sees_its_data(function, kwargs):
+    """As ``__array__`` documents: the result is the function of the tensor's array, with no graph."""
+    data = np.array([[1.5, -2.0, 3.25], [0.5, 4.0, -1.0]], np.float32)
+    x = mv.Tensor(data, requires_grad=True)
+    args = (x > 0, x, -x) if function is np.where else (x,)
+    expected = function(*(a.data for a in args), **kwargs)
+    result = function(*args, **kwargs)
+    assert not isinstance(result, mv.Tensor)
+    assert type(result) is type(expected) and np.shape(result) == np.shape(expected)
+    np.testing.assert_array_equal(result, expected)
+    assert np.asarray(result).dtype == np.asarray(expected).dtype
+
+
+def test_numpy_functions_of_several_tensors_and_an_out_array():
+    x = mv.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = mv.Tensor(np.array([3.0]))
+    np.testing.assert_array_equal(np.concatenate([x, y]), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(np.stack((x, x)), [[1.0, 2.0], [1.0, 2.0]])
+    out = np.empty(())
+    assert np.sum(x, out=out) is out and out == 3.0
+    assert np.allclose(x, x.data) and np.array_equal(x, [1.0, 2.0])
+
+
 def test_one_element_tensors_convert_to_python_numbers():
     assert float(mv.Tensor(np.array([2.5]))) == 2.5
     assert int(mv.Tensor(np.array(3.0))) == 3

@@ -280,3 +280,58 @@ def test_the_pytorch_table_covers_every_primitive_of_the_engine():
     primitives = {value.name for value in vars(ops).values() if isinstance(value, ops.Op)}
     covered = {name.strip("_") for name in PRIMITIVES} | {"sign"}  # sign: zero derivative everywhere
     assert primitives <= covered | {"getitem", "concatenate", "stack"}, primitives - covered
+
+
+# ---------------------------------------------------------------- argnums and keyword arguments, as in JAX
+@pytest.mark.parametrize("argnums", [[0, 1], (0, 1), np.array([0, 1])])
+def test_argnums_may_be_any_sequence_of_ints_and_gives_a_tuple(argnums):
+    f = lambda x, y: (x * y * y).sum()  # noqa: E731
+    x, y = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    gx, gy = mv.grad(f, argnums=argnums)(x, y)
+    np.testing.assert_array_equal(gx.data, y * y)
+    np.testing.assert_array_equal(gy.data, 2 * x * y)
+    value, (gx, gy) = mv.value_and_grad(f, argnums=argnums)(x, y)
+    assert value.item() == 11.0
+    jx, jy = mv.jacobian(lambda x, y: x * y, argnums=argnums)(x, y)
+    np.testing.assert_array_equal(jx.data, np.diag(y))
+    np.testing.assert_array_equal(jy.data, np.diag(x))
+
+
+@pytest.mark.parametrize("argnum", [np.int64(1), np.int32(-1)])
+def test_a_numpy_integer_argnum_is_one_position(argnum):
+    f = lambda x, y: (x * y * y).sum()  # noqa: E731
+    x, y = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    np.testing.assert_array_equal(mv.grad(f, argnums=argnum)(x, y).data, 2 * x * y)
+    np.testing.assert_array_equal(mv.jacobian(lambda x, y: x * y, argnums=argnum)(x, y).data, np.diag(x))
+
+
+@pytest.mark.parametrize("argnums", ["0", 1.0, True, [0, 1.5], None])
+def test_argnums_that_are_not_ints_are_a_clear_type_error(argnums):
+    with pytest.raises(TypeError, match="grad: argnums must be an int or a sequence of ints, got"):
+        mv.grad(lambda x: x.sum(), argnums=argnums)
+
+
+def test_keyword_arguments_pass_through_undifferentiated():
+    f = lambda x, scale=1.0, power=2: (scale * x ** power).sum()  # noqa: E731
+    x = np.array([1.0, -2.0])
+    np.testing.assert_array_equal(mv.grad(f)(x, scale=2.0).data, 4 * x)
+    value, g = mv.value_and_grad(f)(x, scale=3.0, power=3)
+    assert value.item() == 3 * np.sum(x ** 3)
+    np.testing.assert_array_equal(g.data, 9 * x ** 2)
+    np.testing.assert_array_equal(mv.grad(mv.grad(lambda x, scale: scale * x ** 3))(np.array(2.0), scale=0.5).data,
+                                  6.0)
+    np.testing.assert_array_equal(mv.jacobian(lambda x, scale: scale * x)(x, scale=2.0).data, 2 * np.eye(2))
+    np.testing.assert_array_equal(mv.hvp(f, x, np.array([1.0, 0.0]), scale=2.0).data, [4.0, 0.0])
+    out, vjp_fn = mv.vjp(lambda x, scale: scale * x, x, scale=5.0)
+    np.testing.assert_array_equal(out.data, 5 * x)
+    np.testing.assert_array_equal(vjp_fn(np.ones(2))[0].data, [5.0, 5.0])
+
+
+def test_hessian_takes_argnums_and_keyword_arguments_as_grad_does():
+    f = lambda x, y, scale=1.0: (scale * x * x * y).sum()  # noqa: E731
+    x, y = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    np.testing.assert_array_equal(mv.hessian(f)(x, y, scale=2.0).data, np.diag(4 * y))
+    (hxx, hxy), (hyx, hyy) = mv.hessian(f, argnums=[0, 1])(x, y, scale=2.0)
+    np.testing.assert_array_equal(hxy.data, np.diag(4 * x))
+    np.testing.assert_array_equal(hyy.data, np.zeros((2, 2)))
+    np.testing.assert_array_equal(mv.hessian(f, argnums=np.int64(1))(x, y).data, np.zeros((2, 2)))

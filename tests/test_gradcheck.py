@@ -191,7 +191,7 @@ def test_the_fast_check_passes_correct_gradients(x):
 
 
 def test_directions_must_be_positive():
-    with pytest.raises(ValueError, match="gradcheck: directions must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="gradcheck: directions must be an int of at least 1, got 0"):
         mv.gradcheck(lambda t: t.sum(), mv.Tensor(np.ones(2), requires_grad=True), directions=0)
 
 
@@ -327,3 +327,66 @@ def test_order_2_compares_the_recorded_first_derivatives_with_backward():
     assert mv.gradcheck(lambda t: square(t).sum(), x)
     with pytest.raises(mv.GradcheckError, match="recorded with create_graph differ from backward's for input 0 'x'"):
         mv.gradcheck(lambda t: square(t).sum(), x, order=2)
+
+
+# ---------------------------------------------------------------- what gradcheck leaves behind, and its arguments
+def test_no_grad_is_written_to_tensors_it_was_not_asked_to_check():
+    """A leaf fn closes over and a module's parameters not passed as params= keep their .grad (the same
+    arrays, the same values): gradcheck differentiates the leaves it checks only."""
+    w = mv.Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    w.grad = kept = np.array([10.0, 10.0])
+    model = mv.nn.Linear(2, 2, rng=0, dtype=np.float64)
+    untouched = model.bias.grad
+    for order in (1, 2):
+        for fast in (False, True):
+            assert mv.gradcheck(lambda t: (model(t * w).tanh() ** 2).sum(), np.ones((3, 2)), fast=fast, order=order)
+            assert w.grad is kept and kept.tolist() == [10.0, 10.0]
+            assert model.weight.grad is None and model.bias.grad is untouched
+
+
+def test_the_grads_of_checked_params_are_left_as_they_were():
+    model = mv.nn.Linear(2, 2, rng=0, dtype=np.float64)
+    model.weight.grad = kept = np.full((2, 2), 3.0)
+    assert mv.gradcheck(lambda t: model(t).tanh().sum(), np.ones((3, 2)), params=model, order=2)
+    assert model.weight.grad is kept and kept.tolist() == [[3.0, 3.0], [3.0, 3.0]] and model.bias.grad is None
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_check_leaves_a_float64_param_exactly_as_it_was(fast, interruption):
+    """Ctrl-C (or any error of fn) in the middle of the central differences: the parameter's array is
+    the same object with the same values (it was left perturbed by ε)."""
+    data = np.array([0.5, -1.0, 2.0])
+    w = mv.Tensor(data, requires_grad=True)
+    w.grad = kept = np.ones(3)
+
+    def fn(t):
+        if w.data.tolist() != [0.5, -1.0, 2.0]:  # inside the central differences, with w perturbed
+            raise interruption("stop")
+        return (t * w).tanh().sum()
+    with pytest.raises(interruption):
+        mv.gradcheck(fn, np.ones(3), params=[w], fast=fast)
+    assert w.data is data and data.tolist() == [0.5, -1.0, 2.0] and w.grad is kept
+
+
+@pytest.mark.parametrize("keyword, value, message", [
+    ("eps", 0, "eps must be a positive finite number, got 0"),
+    ("eps", -1e-6, "eps must be a positive finite number, got -1e-06"),
+    ("eps", float("nan"), "eps must be a positive finite number, got nan"),
+    ("eps", float("inf"), "eps must be a positive finite number, got inf"),
+    ("eps", "1e-6", "eps must be a positive finite number, got '1e-6'"),
+    ("atol", -1.0, "atol must be a non-negative finite number, got -1.0"),
+    ("atol", float("nan"), "atol must be a non-negative finite number, got nan"),
+    ("rtol", float("inf"), "rtol must be a non-negative finite number, got inf"),
+    ("rtol", None, "rtol must be a non-negative finite number, got None"),
+    ("directions", 1.5, "directions must be an int of at least 1, got 1.5"),
+    ("directions", True, "directions must be an int of at least 1, got True"),
+    ("directions", 0, "directions must be an int of at least 1, got 0"),
+])
+def test_bad_tolerances_steps_and_directions_are_clear_errors(keyword, value, message):
+    with pytest.raises(ValueError, match=f"^gradcheck: {message}$"):
+        mv.gradcheck(lambda t: t.sum(), np.ones(2), **{keyword: value})
+
+
+def test_atol_and_rtol_of_zero_are_allowed():
+    assert mv.gradcheck(lambda t: t.sum() * 2.0, np.ones(2), atol=0.0, rtol=1e-9)

@@ -165,3 +165,81 @@ def test_bad_parameters_are_named():
         Exponential(np.zeros(2, np.int64))
     with pytest.raises(ValueError, match="Exponential.rsample: samples must be a positive int"):
         Exponential(np.zeros(2)).rsample(np.random.default_rng(0), samples=0)
+
+
+# ---------------------------------------------------------------- both tails, against 50-digit references
+TAIL_FAMILIES = {  # each family with parameters, and its F and F⁻¹ in mpmath
+    "Logistic": (Logistic, {"loc": 0.0, "log_scale": 0.3},
+                 lambda mp, z, p: 1 / (1 + mp.exp(-z / mp.exp(p["log_scale"]))),
+                 lambda mp, u, p: mp.exp(p["log_scale"]) * mp.log(u / (1 - u))),
+    "Exponential": (Exponential, {"log_rate": 0.2},
+                    lambda mp, z, p: -mp.expm1(-mp.exp(p["log_rate"]) * z),
+                    lambda mp, u, p: -mp.log1p(-u) / mp.exp(p["log_rate"])),
+    "Kumaraswamy": (Kumaraswamy, {"log_a": 0.4, "log_b": -0.3},
+                    lambda mp, z, p: -mp.expm1(mp.exp(p["log_b"]) * mp.log1p(-z ** mp.exp(p["log_a"]))),
+                    lambda mp, u, p: (-mp.expm1(mp.log1p(-u) / mp.exp(p["log_b"]))) ** (1 / mp.exp(p["log_a"]))),
+}
+# (points z for F, points u for F⁻¹) deep in both tails of each family, per dtype (Kumaraswamy's zᵃ kept
+# above the subnormals, where no value has its relative precision)
+TAIL_POINTS = {
+    ("Logistic", np.float32): ([-80.0, -30.0, -5.0, 5.0, 30.0], [1e-30, 1e-8, 0.5, 1 - 2 ** -20, 1 - 2 ** -24]),
+    ("Logistic", np.float64): ([-700.0, -100.0, -5.0, 5.0, 30.0], [1e-300, 1e-20, 0.5, 1 - 2 ** -40, 1 - 2 ** -53]),
+    ("Exponential", np.float32): ([1e-30, 1e-6, 1.0, 10.0], [1e-30, 1e-6, 0.5, 1 - 2 ** -24]),
+    ("Exponential", np.float64): ([1e-300, 1e-20, 1.0, 30.0], [1e-300, 1e-20, 0.5, 1 - 2 ** -53]),
+    ("Kumaraswamy", np.float32): ([1e-20, 1e-6, 0.5, 1 - 2 ** -20, 1 - 2 ** -24], [1e-30, 1e-6, 0.5, 1 - 2 ** -24]),
+    ("Kumaraswamy", np.float64): ([1e-150, 1e-20, 0.5, 1 - 2 ** -40, 1 - 2 ** -53],
+                                  [1e-300, 1e-20, 0.5, 1 - 2 ** -53]),
+}
+
+
+def relative_errors(ours: np.ndarray, exact: list) -> np.ndarray:
+    exact = np.array([float(e) for e in exact])
+    difference = np.abs(ours.astype(np.float64) - exact)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(difference == 0, 0.0, difference / np.abs(exact))
+
+
+@pytest.mark.parametrize("family, dtype", sorted(TAIL_POINTS, key=str))
+def test_cdf_and_icdf_keep_their_relative_precision_in_both_tails(family, dtype):
+    """Kumaraswamy's F(1e-20) was −0.0 in float64 (true 6.7e-28 for a = b = 1) and F(1e-6) 7.5 times too
+    large in float32: log(1 − zᵃ) needs the log1mexp split. The error allowed grows with |log| of the
+    point, the condition number of the power zᵃ = exp(a log z) and of the logit."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    cls, params, cdf, icdf = TAIL_FAMILIES[family]
+    q = cls(**{name: np.asarray(v, dtype) for name, v in params.items()})
+    exact_params = {name: mp.mpf(float(np.asarray(v, dtype))) for name, v in params.items()}
+    eps = np.finfo(dtype).eps
+    z_points, u_points = (np.array(points, dtype) for points in TAIL_POINTS[family, dtype])
+    for points, ours, exact in ((z_points, q.cdf, cdf), (u_points, q.icdf, icdf)):
+        with np.errstate(all="ignore"):
+            values = ours(mv.Tensor(points)).data
+        assert values.dtype == dtype
+        references = [exact(mp, mp.mpf(float(p)), exact_params) for p in points]
+        allowed = 32 * eps * (1 + np.abs(np.log(np.abs(points.astype(np.float64)))))
+        errors = relative_errors(values, references)
+        assert (errors <= allowed).all(), (f"{ours.__name__} at {points.tolist()}: relative errors {errors.tolist()}, "
+                                           f"allowed {allowed.tolist()}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kumaraswamy_lower_tail_of_the_issue(dtype):
+    """The two values of the report, for a = b = 1 (the uniform: F(z) = z)."""
+    q = Kumaraswamy(np.zeros(1, dtype), np.zeros(1, dtype))
+    for z in (1e-20, 1e-6, 1e-30):
+        np.testing.assert_allclose(q.cdf(mv.Tensor(np.array([z], dtype))).data, [z], rtol=64 * np.finfo(dtype).eps)
+
+
+def test_log_one_minus_exp_is_exact_and_differentiable_on_both_sides_of_its_split():
+    from minivae.distributions.inverse_cdf import log_one_minus_exp
+    y = np.array([-1e-12, -1e-3, -0.5, -0.6931, -0.6932, -2.0, -40.0, -700.0])
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    exact = [float(mp.log1p(-mp.exp(mp.mpf(float(v))))) for v in y]
+    np.testing.assert_allclose(log_one_minus_exp(y), exact, rtol=1e-14)
+    assert mv.gradcheck(log_one_minus_exp, y[1:-1])
+    assert mv.gradcheck(log_one_minus_exp, y[1:-1], order=2, rtol=1e-3)
+    with np.errstate(all="raise"):
+        x = mv.Tensor(y, requires_grad=True)
+        log_one_minus_exp(x).sum().backward()
+    np.testing.assert_allclose(x.grad, -1 / np.expm1(-y), rtol=1e-12)

@@ -70,7 +70,7 @@ def test_linear_errors_name_the_layer_and_the_shapes():
         layer(np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="in_features must be a positive int"):
         nn.Linear(0, 2)
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         nn.Linear(2, 2, dtype=np.int32)
     with pytest.raises(TypeError, match="np.random.Generator"):
         nn.Linear(2, 2, rng="seed")

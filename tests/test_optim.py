@@ -184,3 +184,55 @@ def test_adam_updates_a_0d_parameter_on_both_backends():
         with kernels.use(backend):
             opt.step()
         assert p.data.shape == () and p.data == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("optimizer_class, hyper", [(Adam, {"lr": 0.1}), (SGD, {"lr": 0.1, "momentum": 0.9})])
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_a_step_after_backward_with_create_graph_steps_on_the_gradients_value(optimizer_class, hyper, backend):
+    """After backward(create_graph=True) .grad is a Tensor: the step uses its value, as PyTorch's does."""
+    from minivae import kernels
+    if backend == "numba":
+        pytest.importorskip("numba")
+    plain, recorded = (Parameter(THETA.astype(np.float32)) for _ in range(2))
+    expected, stepped = optimizer_class([plain], **hyper), optimizer_class([recorded], **hyper)
+    (plain * plain).sum().backward()
+    (recorded * recorded).sum().backward(create_graph=True)
+    assert isinstance(recorded.grad, mv.Tensor)
+    with kernels.use(backend):
+        expected.step()
+        stepped.step()
+    np.testing.assert_array_equal(recorded.data, plain.data)
+    assert not np.array_equal(recorded.data, THETA.astype(np.float32))
+    assert stepped.steps.tolist() == [1]
+
+
+@pytest.mark.parametrize("optimizer_class, hyper", [(Adam, {"lr": 0.1}), (SGD, {"lr": 0.1, "momentum": 0.9})])
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_a_read_only_parameter_is_refused_in_one_line_and_nothing_changes(optimizer_class, hyper, backend):
+    from minivae import kernels
+    if backend == "numba":
+        pytest.importorskip("numba")
+    array = THETA.copy()
+    array.flags.writeable = False
+    p = Parameter(array)
+    optimizer = optimizer_class([p], **hyper)
+    p.grad = np.ones(3)
+    with kernels.use(backend), pytest.raises(ValueError) as caught:
+        optimizer.step()
+    message = str(caught.value)
+    assert "\n" not in message and "read-only" in message and "parameter 0" in message, message
+    assert optimizer.steps.tolist() == [0]
+    np.testing.assert_array_equal(p.data, THETA)
+    assert all(not buffer[0].any() for buffer in optimizer.state.values())
+
+
+@pytest.mark.parametrize("update", ["adam_update", "sgd_update"])
+def test_the_update_functions_take_a_tensor_gradient(update):
+    from minivae import optim
+    param, expected = THETA.copy(), THETA.copy()
+    grad = np.array([0.1, -0.2, 0.3])
+    buffers = [np.zeros(3) for _ in range(2 if update == "adam_update" else 1)]
+    arguments = (1, 0.1, 0.9, 0.999, 1e-8) if update == "adam_update" else (0.1, 0.9, 0.0)
+    getattr(optim, update)(expected, grad, *[b.copy() for b in buffers], *arguments)
+    getattr(optim, update)(param, mv.Tensor(grad, requires_grad=True) * 1.0, *buffers, *arguments)
+    np.testing.assert_array_equal(param, expected)

@@ -219,7 +219,7 @@ def test_constructor_errors():
         VAE(10, 400, 2)
     with pytest.raises(ValueError, match="VAE: unknown activation 'elu'"):
         VAE(10, (8,), 2, activation="elu")
-    with pytest.raises(TypeError, match="VAE: dtype must be a floating-point type"):
+    with pytest.raises(TypeError, match="VAE: dtype must be float32 or float64, got int32"):
         VAE(10, (8,), 2, dtype=np.int32)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functions
 from ..engine import Tensor, exp, no_grad
-from ..checks import as_float_tensor, as_generator, is_positive_int
+from ..checks import as_float_tensor, as_generator, float_dtype, is_positive_int
 
 LOG_2PI = functions.LOG_2PI
 
@@ -93,12 +93,13 @@ class DiagonalGaussian:
 
 
 class StandardNormal(DiagonalGaussian):
-    """N(0, I) over vectors of size ``size`` (the prior p(z)), in ``dtype``."""
+    """N(0, I) over vectors of size ``size`` (the prior p(z)), in ``dtype`` (float32 or float64; others
+    are a TypeError)."""
 
     def __init__(self, size: int, dtype=np.float32):
         if not is_positive_int(size):
             raise ValueError(f"StandardNormal: size must be a positive int, got {size!r}")
-        zeros = np.zeros(size, dtype)
+        zeros = np.zeros(size, float_dtype(dtype, "StandardNormal"))
         super().__init__(zeros, zeros)
 
 

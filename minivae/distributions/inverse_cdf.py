@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import Tensor, exp, log, log1p, log_sigmoid, sigmoid, tanh, where
+from ..engine.ops import value
 from ..checks import as_float_tensor, as_generator, is_positive_int
 
 
@@ -20,6 +21,23 @@ def one_minus_exp(y) -> Tensor:
     """1 − eʸ for y ≤ 0, as −2t/(1 − t) with t = tanh(y/2): no cancellation when y is near 0."""
     t = tanh(0.5 * y)
     return -2.0 * t / (1.0 - t)
+
+
+LOG_2 = float(np.log(2.0))
+
+
+def log_one_minus_exp(y) -> Tensor:
+    """log(1 − eʸ) for y ≤ 0, each part of its range in the form that keeps its relative precision
+    (Mächler, "Accurately computing log(1 − exp(−|a|))", 2012): log(1 − eʸ) near 0, where 1 − eʸ is
+    small and ``one_minus_exp`` gives it exactly, and log1p(−eʸ) below −log 2, where eʸ is small and
+    log(1 − eʸ) would round 1 − eʸ to 1 (Kumaraswamy's F(1e-20) was −0.0).
+
+    Each form is evaluated on a safe input where the other one is chosen, so that neither the value
+    nor the gradient meets log 0 or 0/0 in the branch not taken.
+    """
+    near_zero = value(y) > -LOG_2
+    return where(near_zero, log(one_minus_exp(where(near_zero, y, -1.0))),
+                 log1p(-exp(where(near_zero, -1.0, y))))
 
 
 class InverseCDFDistribution:
@@ -141,8 +159,8 @@ class Kumaraswamy(InverseCDFDistribution):
         super().__init__(log_a=log_a, log_b=log_b)
 
     def _log_one_minus_z_power_a(self, z):
-        """log(1 − zᵃ) = log(1 − exp(a log z))."""
-        return log(one_minus_exp(exp(self.log_a) * log(z)))
+        """log(1 − zᵃ) = log(1 − exp(a log z)), precise for zᵃ near 0 and near 1."""
+        return log_one_minus_exp(exp(self.log_a) * log(z))
 
     def icdf(self, u) -> Tensor:
         z_power_a = one_minus_exp(log1p(-u) * exp(-self.log_b))    # zᵃ = 1 − (1 − u)^(1/b)
@@ -156,4 +174,4 @@ class Kumaraswamy(InverseCDFDistribution):
         return self.log_a + self.log_b + (a - 1.0) * log(z) + (b - 1.0) * self._log_one_minus_z_power_a(z)
 
 
-__all__ = ["one_minus_exp", "InverseCDFDistribution", "Logistic", "Exponential", "Kumaraswamy"]
+__all__ = ["one_minus_exp", "log_one_minus_exp", "InverseCDFDistribution", "Logistic", "Exponential", "Kumaraswamy"]

@@ -52,46 +52,53 @@ def gradients(output: Tensor, inputs, grad_output=None, create_graph: bool | Non
 
 
 def value_and_grad(f, argnums=0):
-    """A function returning ``(f(*args), ∂f/∂args[argnums])`` for a scalar-valued ``f``.
+    """A function returning ``(f(*args, **kwargs), ∂f/∂args[argnums])`` for a scalar-valued ``f``.
 
-    ``argnums`` is an int (one gradient) or a tuple of ints (a tuple of gradients). The value and
-    the gradients are Tensors; each gradient has its argument's shape and dtype. Raises TypeError
-    when f does not return a one-element Tensor, ValueError for an argnum out of range.
+    ``argnums`` is an int (one gradient) or a sequence of ints, such as a tuple or a list (a tuple
+    of gradients); NumPy integers count as ints. Keyword arguments reach ``f`` as they are, never
+    differentiated (as in JAX and HIPS autograd). The value and the gradients are Tensors; each
+    gradient has its argument's shape and dtype. Raises TypeError when f does not return a
+    one-element Tensor or argnums holds something other than ints, ValueError for an argnum out of
+    range.
     """
-    def value_and_grad_f(*args):
+    targets, several = _argnums(argnums, "value_and_grad")
+
+    def value_and_grad_f(*args, **kwargs):
         recording = is_grad_enabled()
         with enable_grad():
-            args, targets = _leaves(args, argnums, "value_and_grad", recording)
-            out = f(*args)
+            args, positions = _leaves(args, targets, "value_and_grad", recording)
+            out = f(*args, **kwargs)
             if not isinstance(out, Tensor) or out.size != 1:
                 shape = out.shape if isinstance(out, Tensor) else type(out).__name__
                 raise TypeError(f"grad: f must return a one-element Tensor, got {shape}; for a vector output use "
                                 f"jacobian or vjp")
-            grads = gradients(out, [args[i] for i in targets], create_graph=recording)
+            grads = gradients(out, [args[i] for i in positions], create_graph=recording)
         if not recording:
             out = out.detach()
-        return out, grads if isinstance(argnums, tuple) else grads[0]
+        return out, grads if several else grads[0]
     return value_and_grad_f
 
 
 def grad(f, argnums=0):
-    """The gradient function of a scalar-valued ``f``: ``grad(f)(*args)`` is ∂f/∂args[argnums].
+    """The gradient function of a scalar-valued ``f``: ``grad(f)(*args, **kwargs)`` is ∂f/∂args[argnums]
+    (``argnums`` and keyword arguments as in ``value_and_grad``).
 
     Composes with itself: ``grad(grad(f))`` gives the second derivative of a scalar function.
     """
     value_and_grad_f = value_and_grad(f, argnums)
 
-    def grad_f(*args):
-        return value_and_grad_f(*args)[1]
+    def grad_f(*args, **kwargs):
+        return value_and_grad_f(*args, **kwargs)[1]
     return grad_f
 
 
-def vjp(f, *args):
-    """``(f(*args), vjp_fn)`` with ``vjp_fn(v)`` the tuple of vᵀ ∂f/∂args, one per argument."""
+def vjp(f, *args, **kwargs):
+    """``(f(*args, **kwargs), vjp_fn)`` with ``vjp_fn(v)`` the tuple of vᵀ ∂f/∂args, one per positional
+    argument; keyword arguments reach ``f`` undifferentiated."""
     recording = is_grad_enabled()
     with enable_grad():
         args, _ = _leaves(args, tuple(range(len(args))), "vjp", recording)
-        out = f(*args)
+        out = f(*args, **kwargs)
     if not isinstance(out, Tensor):
         raise TypeError(f"vjp: f must return a Tensor, got {type(out).__name__}")
 
@@ -100,30 +107,34 @@ def vjp(f, *args):
     return (out if recording else out.detach()), vjp_fn
 
 
-def hvp(f, x, v) -> Tensor:
+def hvp(f, x, v, **kwargs) -> Tensor:
     """The Hessian-vector product H v of a scalar-valued ``f`` at ``x``: ∂/∂x (∇f(x) · v).
 
-    ``v`` has x's shape. Two reverse passes, the first recorded; the Hessian is never formed.
+    ``v`` has x's shape; keyword arguments reach ``f`` undifferentiated. Two reverse passes, the
+    first recorded; the Hessian is never formed.
     """
     v = v.data if isinstance(v, Tensor) else np.asarray(v)
     if v.shape != np.shape(x.data if isinstance(x, Tensor) else x):
         raise ValueError(f"hvp: v of shape {v.shape} for x of shape {np.shape(x)}")
-    return grad(lambda x: (grad(f)(x) * v).sum())(x)
+    return grad(lambda x: (grad(f)(x, **kwargs) * v).sum())(x)
 
 
 def jacobian(f, argnums=0):
-    """The Jacobian function of ``f``: ``jacobian(f)(*args)`` has shape f's output shape + the argument's.
+    """The Jacobian function of ``f``: ``jacobian(f)(*args, **kwargs)`` has shape f's output shape + the
+    argument's (``argnums`` and keyword arguments as in ``value_and_grad``).
 
     One reverse pass per output element, so meant for small functions.
     """
-    def jacobian_f(*args):
+    targets, several = _argnums(argnums, "jacobian")
+
+    def jacobian_f(*args, **kwargs):
         recording = is_grad_enabled()
         with enable_grad():
-            args, targets = _leaves(args, argnums, "jacobian", recording)
-            out = f(*args)
+            args, positions = _leaves(args, targets, "jacobian", recording)
+            out = f(*args, **kwargs)
         if not isinstance(out, Tensor):
             raise TypeError(f"jacobian: f must return a Tensor, got {type(out).__name__}")
-        inputs = [args[i] for i in targets]
+        inputs = [args[i] for i in positions]
         rows = []
         for k in range(out.size):
             seed = np.zeros(out.size, out.dtype)
@@ -135,7 +146,7 @@ def jacobian(f, argnums=0):
                 results.append(Tensor(np.zeros(out.shape + x.shape, x.dtype)))
                 continue
             results.append(stack([row[j] for row in rows]).reshape(out.shape + x.shape))
-        return tuple(results) if isinstance(argnums, tuple) else results[0]
+        return tuple(results) if several else results[0]
     return jacobian_f
 
 
@@ -191,27 +202,48 @@ def hessian(f, argnums=0):
 
     The Jacobian of the gradient (``jacobian(grad(f))``): one reverse pass through the recorded
     gradient per element of x, so meant for small arguments; ``hvp`` gives H·v without forming H.
-    With a tuple ``argnums``, a tuple of tuples: block (i, j) is ∂²f/∂args[i]∂args[j].
+    With a sequence ``argnums`` (as in ``value_and_grad``), a tuple of tuples: block (i, j) is
+    ∂²f/∂args[i]∂args[j]. Keyword arguments reach ``f`` undifferentiated.
     """
-    if not isinstance(argnums, tuple):
+    targets, several = _argnums(argnums, "hessian")
+    if not several:
         return jacobian(grad(f, argnums), argnums)
 
-    def hessian_f(*args):
-        return tuple(jacobian(grad(f, i), argnums)(*args) for i in argnums)
+    def hessian_f(*args, **kwargs):
+        return tuple(jacobian(grad(f, i), argnums)(*args, **kwargs) for i in targets)
     return hessian_f
 
 
-def _leaves(args, argnums, where: str, recording: bool):
-    """``args`` with the differentiated ones as Tensors requiring grad, and their positions.
+def _argnums(argnums, where: str) -> tuple:
+    """``argnums`` as a tuple of ints, and whether it was a sequence (then the gradients are a tuple).
+
+    An int or a NumPy integer is one position; a tuple, list or 1-d integer array is several.
+    """
+    several = isinstance(argnums, (bool, np.bool_)) or not isinstance(argnums, (int, np.integer))
+    positions = argnums if several else (argnums,)
+    try:
+        if isinstance(positions, (str, bytes)) or isinstance(positions, np.ndarray) and positions.ndim != 1:
+            raise TypeError
+        positions = tuple(positions)
+        if any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) for i in positions):
+            raise TypeError
+    except TypeError:
+        raise TypeError(f"{where}: argnums must be an int or a sequence of ints, got {argnums!r}") from None
+    return tuple(int(i) for i in positions), several
+
+
+def _leaves(args, targets: tuple, where: str, recording: bool):
+    """``args`` with the differentiated ones (positions ``targets``) as Tensors requiring grad, and their
+    positions counted from 0.
 
     While ``recording``, a Tensor that already requires grad is kept, so that the result stays in
     the graph of whatever differentiates the caller.
     """
-    targets = argnums if isinstance(argnums, tuple) else (argnums,)
     args = list(args)
     for i in targets:
-        if not isinstance(i, int) or not -len(args) <= i < len(args):
-            raise ValueError(f"{where}: argnums {argnums!r} out of range for {len(args)} argument(s)")
+        if not -len(args) <= i < len(args):
+            shown = targets[0] if len(targets) == 1 else targets
+            raise ValueError(f"{where}: argnums {shown!r} out of range for {len(args)} argument(s)")
         x = args[i]
         if isinstance(x, Tensor) and x.requires_grad and recording:
             continue

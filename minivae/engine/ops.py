@@ -214,10 +214,12 @@ def pow(x, y):  # noqa: A001  (x ** y)
 def pow_vjp(ctx, g):
     """∂/∂x = y·x^(y-1) and ∂/∂y = x^y·log x, each 0 where its factor is 0 though the other is infinite.
 
-    At x = 0 and y = 0, y·x^(y-1) is 0·∞ (true value 0); at x = 0 with x^y = 0 (y > 0), x^y·log x is
-    0·(-∞) (true value 0). There the 0 is chosen before the infinite factor is formed (``where``
-    on a safe base), so that neither the gradient nor its own gradient meets 0·∞; everywhere else
-    the formula stands as it is, and so do its derivatives.
+    At x = 0 and y = 0, y·x^(y-1) is 0·∞ (true value 0); at x = 0 with y > 0, x^y·log x is 0·(-∞)
+    (true value 0). At x = 0 and y = 0, ∂/∂y is 1·(-∞): the one-sided limit from x > 0 is -∞, but
+    0^y is 0 for every y > 0 and 1 at y = 0, so the engine takes 0 there, as PyTorch and JAX do (an
+    infinite gradient would poison a whole optimizer step). There the 0 is chosen before the
+    infinite factor is formed (``where`` on a safe base), so that neither the gradient nor its own
+    gradient meets 0·∞; everywhere else the formula stands as it is, and so do its derivatives.
     """
     x, y = ctx.inputs
     grad_x = grad_y = None
@@ -227,7 +229,7 @@ def pow_vjp(ctx, g):
         with np.errstate(divide="ignore"):  # 0 ** negative: the derivative is truly infinite there
             grad_x = where(zero_times_inf, 0, g * y * x ** where(zero_times_inf, 1, y - 1))
     if ctx.needs_grad[1]:
-        zero_times_inf = x_is_0 & (value(ctx.ans) == 0)
+        zero_times_inf = x_is_0 & (value(y) >= 0)
         grad_y = where(zero_times_inf, 0, g * ctx.ans * log(where(zero_times_inf, 1, x)))
     return grad_x, grad_y
 
@@ -478,16 +480,21 @@ def max_vjp(ctx, g):
 
 
 def _max_as_constant(x: np.ndarray, axis) -> np.ndarray:
-    """The maximum along ``axis`` kept as a size-1 axis, 0 where it is infinite: a shift that cancels out."""
-    m = np.max(x, axis=axis, keepdims=True)
+    """The maximum along ``axis`` kept as a size-1 axis, 0 where it is infinite or the axis is empty: a
+    shift that cancels out (x - m is exact wherever it matters: the largest terms)."""
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     return np.where(np.isfinite(m), m, 0)
 
 
 @primitive
 def logsumexp(x, *, axis=None, keepdims=False):
-    """log Σ exp(x) = m + log Σ exp(x - m) with m the maximum, so no term overflows."""
+    """log Σ exp(x) = m + log Σ exp(x - m) with m the maximum, so no term overflows.
+
+    Over an empty axis it is log 0 = -inf, as in PyTorch and JAX (np.max there is an error).
+    """
     m = _max_as_constant(x, axis)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):  # log 0: an empty axis, or every term -inf
+        out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -521,14 +528,28 @@ def sum_to_vjp(ctx, g):
     return (broadcast_to(g, shape=ctx.inputs[0].shape),)
 
 
+def _shifted(x, axis: int):
+    """x - m along ``axis``, m its maximum taken as a constant: exact for the largest terms, and the
+    result of softmax and log_softmax does not depend on m, so neither does their gradient."""
+    return x - _max_as_constant(value(x), axis)
+
+
 def softmax(x, axis: int = -1):
-    """exp(x) / Σ exp(x) along ``axis``, as exp(log_softmax(x)): no exponential overflows."""
-    return exp(log_softmax(x, axis=axis))
+    """exp(x) / Σ exp(x) along ``axis``, as exp(x - m) / Σ exp(x - m) with m the maximum: no exponential
+    overflows, and no term of the size of m is rounded into the result (float64 inputs near 1e15
+    sum to 1)."""
+    e = exp(_shifted(x, axis))
+    return e / sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis: int = -1):
-    """x - log Σ exp(x) along ``axis``, stable for any finite x."""
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    """x - log Σ exp(x) along ``axis``, as (x - m) - log Σ exp(x - m) with m the maximum: stable for any
+    finite x, and as precise at 1e4 in float32 as near 0 (x - logsumexp(x) would round the log-sum to
+    the ulp of m)."""
+    shifted = _shifted(x, axis)
+    if shifted.shape[axis] == 0:  # nothing to normalise (and log Σ over no terms would warn of log 0)
+        return shifted
+    return shifted - log(sum(exp(shifted), axis=axis, keepdims=True))
 
 
 # ------------------------------------------------------------------------ shapes and indexing

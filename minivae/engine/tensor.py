@@ -157,13 +157,25 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         """``np.asarray(t)`` is the tensor's data: NumPy functions applied to a Tensor see its array
-        and record no graph."""
+        and record no graph (inside a backward that ``create_graph`` records, the engine notes it: see
+        ``_note_leaving_the_graph``)."""
+        _note_leaving_the_graph(self, "turned a Tensor that requires grad into an ndarray (np.asarray, or a NumPy "
+                                      "function such as np.abs)")
         if copy:
             return np.array(self.data, dtype=dtype)
         return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
+    def __array_function__(self, function, types, args, kwargs):
+        """A NumPy function (``np.sum``, ``np.max``, ``np.concatenate``...) applied to Tensors is applied to
+        their arrays, as ``__array__`` promises: it returns what it returns for ndarrays, with no graph
+        (the engine's own functions, ``mv.sum`` or ``t.sum()``, are the differentiable ones)."""
+        if function not in (np.shape, np.ndim, np.size):
+            _note_leaving_the_graph(self, f"passed a Tensor that requires grad to np.{function.__name__}")
+        return function(*_arrays_of(args), **_arrays_of(kwargs))
+
     def item(self):
         """The value of a one-element tensor as a Python number."""
+        _note_leaving_the_graph(self, "turned a Tensor that requires grad into a Python number (.item())")
         return self.data.item()
 
     def __float__(self) -> float:
@@ -176,6 +188,7 @@ class Tensor:
         return bool(self._one_element("bool"))
 
     def _one_element(self, kind: str):
+        _note_leaving_the_graph(self, f"turned a Tensor that requires grad into a Python number ({kind}())")
         if self.data.size != 1:
             raise TypeError(f"{kind}(): only a one-element tensor converts to a Python {kind}, "
                             f"this one has shape {self.shape}")
@@ -306,6 +319,10 @@ class Tensor:
         differentiated again; without it, they are plain ndarrays and nothing is recorded.
         Tensors that called ``retain_grad`` also keep their gradient.
 
+        The graph keeps what its ops' backwards need, as PyTorch's ``retain_graph=True`` does, so a
+        second backward on the same graph is allowed and adds the same gradients again (``.grad``
+        accumulates; call ``zero_grad`` or set ``.grad = None`` in between to start afresh).
+
         Raises RuntimeError when this tensor does not require grad, or when no seed is given for a
         tensor of more than one element; ValueError for a seed of the wrong shape.
         """
@@ -409,18 +426,100 @@ def backpropagate(root: Tensor, seed, create_graph: bool, keep, targets=None) ->
             keep(node, g)
             if node.op is None:
                 continue
-            input_grads = node.op.backward(BackwardContext(node, create_graph), g)
+            input_grads, left = _run_backward(node, g, create_graph)
             for i, (parent, pg) in enumerate(zip(node.parents, input_grads)):
                 if pg is None or not parent.requires_grad:
                     continue
-                if create_graph:
-                    pg = _as_tensor(pg)
-                elif isinstance(pg, Tensor):
-                    pg = pg.data
+                pg = _checked_gradient(node, i, pg, g, create_graph, left)
                 if pg.shape != parent.shape:
                     pg = unbroadcast(pg, parent.shape, f"{node.op.name} (argument {i})")
                 previous = grads.get(id(parent))
                 grads[id(parent)] = pg if previous is None else previous + pg
+
+
+class _RecordedBackward(threading.local):
+    """The op whose backward ``create_graph`` is recording in this thread (None outside one), and how it
+    left the graph, if it did."""
+    op = None
+    left = None
+
+
+_recorded_backward = _RecordedBackward()
+
+
+def _run_backward(node: Tensor, g, create_graph: bool) -> tuple:
+    """The gradients of ``node``'s inputs from its op's backward, and, while ``create_graph`` records it,
+    how that backward left the graph (``_note_leaving_the_graph``), or None."""
+    ctx = BackwardContext(node, create_graph)
+    if not create_graph:
+        return node.op.backward(ctx, g), None
+    outer = _recorded_backward.op, _recorded_backward.left
+    _recorded_backward.op, _recorded_backward.left = node.op.name, None
+    try:
+        return node.op.backward(ctx, g), _recorded_backward.left
+    finally:
+        _recorded_backward.op, _recorded_backward.left = outer
+
+
+def _note_leaving_the_graph(tensor: Tensor, how: str) -> None:
+    """Inside a backward that ``create_graph`` records, note that a Tensor that requires grad became an
+    array or a number: what is computed from it is a constant of the graph, so the gradient would
+    not depend on the inputs through it, and a higher derivative would be silently wrong."""
+    if _recorded_backward.op is not None and tensor.requires_grad and _recorded_backward.left is None:
+        _recorded_backward.left = how
+
+
+class _LeftTheGraph:
+    """The op of a gradient that a recorded backward computed outside the graph: it has the right value,
+    and differentiating it again is an error naming the op (PyTorch's once-differentiable functions
+    behave so), where a derivative through it would be silently 0."""
+
+    saves = False
+
+    def __init__(self, op_name: str, how: str):
+        self.name, self.op_name, self.how = f"{op_name}_backward", op_name, how
+
+    def backward(self, ctx, g):
+        raise RuntimeError(
+            f"{self.op_name}: its backward {self.how} while create_graph recorded it, so its gradient does not "
+            f"depend on the graph and cannot be differentiated again (that derivative would be silently wrong); "
+            f"write the backward with the engine's ops (mv.abs, mv.exp, mv.where, ...), which take arrays and "
+            f"Tensors alike, and minivae.engine.ops.value(x) for constants such as masks")
+
+    vjp = backward
+
+
+def _checked_gradient(node: Tensor, i: int, pg, g, create_graph: bool, left: str | None):
+    """The gradient ``pg`` that ``node``'s backward returned for input ``i``: an ndarray, or under
+    ``create_graph`` a Tensor of the graph, of the input's dtype.
+
+    A gradient of another dtype is an error naming the op (the engine never casts silently, and a
+    float64 gradient for a float32 leaf would only be refused later, by the optimizer). Under
+    ``create_graph``, a gradient computed outside the graph — ``left`` says how the backward left it,
+    or it is an ndarray, or a Tensor that does not depend on a seed ``g`` requiring grad, though a
+    backward is linear in ``g`` — keeps its value but becomes a node whose differentiation is an
+    error naming the op (``_LeftTheGraph``). (A zero gradient is no exception: a backward with
+    none returns None.)
+    """
+    dtype = node.parents[i].dtype
+    if pg.dtype != dtype:
+        raise RuntimeError(f"{node.op.name}: its backward returned a {pg.dtype} gradient for argument {i}, which is "
+                           f"{dtype}; a gradient has its argument's dtype (build it from g and ctx.inputs, which "
+                           f"have that dtype, or cast it in the backward)")
+    if not create_graph:
+        return pg.data if isinstance(pg, Tensor) else pg
+    if left is None and not isinstance(pg, Tensor):
+        left = "returned an ndarray"
+    elif left is None and isinstance(g, Tensor) and g.requires_grad and not pg.requires_grad:
+        left = "returned a Tensor outside the graph"
+    if left is None:
+        return _as_tensor(pg)
+    parents = tuple(t for t in (*node.parents, g) if isinstance(t, Tensor) and t.requires_grad)
+    out = Tensor(pg.data if isinstance(pg, Tensor) else pg)
+    if parents:
+        out.requires_grad = True
+        out.op, out.parents, out.static, out.saved = _LeftTheGraph(node.op.name, left), parents, {}, None
+    return out
 
 
 def _leading_to(order: list, targets: set) -> list:
@@ -443,6 +542,19 @@ def _run_hooks(node: Tensor, g, create_graph: bool):
                                    f"for a tensor of shape {node.shape}")
             g = replaced
     return g
+
+
+def _arrays_of(value):
+    """``value`` with every Tensor in it (also inside lists, tuples and dicts) replaced by its array."""
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, list):
+        return [_arrays_of(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_arrays_of(v) for v in value)
+    if isinstance(value, dict):
+        return {key: _arrays_of(v) for key, v in value.items()}
+    return value
 
 
 def _as_tensor(value) -> Tensor:

@@ -13,9 +13,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from ..checks import FLOAT_DTYPES
 from ..engine import Tensor
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def float_dtypes() -> st.SearchStrategy:
