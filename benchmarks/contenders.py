@@ -19,7 +19,7 @@ import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -289,7 +289,8 @@ def bench_steps(args, notes: list) -> dict:
                                                                                     "input_dim", "samples")})}
         if scaling:
             results["scaling"] = []
-            measured = {json.dumps(s["config"], sort_keys=True): s["contenders"] for s in results.get("step", {}).values()}
+            measured = {json.dumps(s["config"], sort_keys=True): s["contenders"]
+                        for s in results.get("step", {}).values()}
             for config in scaling:
                 index = configs.index(config)
                 title = f"scaling, batch {config['batch']}, hidden {config['hidden']}"
@@ -392,7 +393,8 @@ def bench_memory(args, notes: list) -> dict:
     if not contenders.missing("torch"):
         runs["pytorch eager"] = ("torch", thread_env(args.threads))
     return {"examples": examples,
-            "runs": {name: oneshot(["epoch", contender, str(examples)], env) for name, (contender, env) in runs.items()}}
+            "runs": {name: oneshot(["epoch", contender, str(examples)], env)
+                     for name, (contender, env) in runs.items()}}
 
 
 def bench_startup(args, notes: list) -> dict:
@@ -407,7 +409,8 @@ def bench_startup(args, notes: list) -> dict:
             env = thread_env(args.threads, NUMBA_CACHE_DIR=cache)
             runs["cold"].append(from_start(env))
             runs["warm"].append(from_start(env))
-    summary = {kind: {key: median([r[key] for r in rs]) for key in ("import_s", "first_step_s", "start_to_first_step_s")}
+    keys = ("import_s", "first_step_s", "start_to_first_step_s")
+    summary = {kind: {key: median([r[key] for r in rs]) for key in keys}
                for kind, rs in runs.items()}
     summary["compile_s"] = summary["cold"]["first_step_s"] - summary["warm"]["first_step_s"]
     return summary
@@ -454,7 +457,8 @@ def us(seconds: float) -> str:
 def load_line(results: dict) -> str:
     def load(key):
         return "/".join(f"{v:.2f}" for v in results[key]) if key in results else "?"
-    return f"load average (1/5/15 min) {load('load_average_at_start')} at the start, {load('load_average_at_end')} at the end"
+    return (f"load average (1/5/15 min) {load('load_average_at_start')} at the start, "
+            f"{load('load_average_at_end')} at the end")
 
 
 def report_step(title: str, s: dict) -> list:
@@ -554,7 +558,8 @@ def report(results: dict) -> str:
                 table(["batch", "hidden"] + [CONTENDERS[n].label for n in names]
                       + [f"{CONTENDERS[n].label} / floor" for n in names if n.startswith("minivae")],
                       [[row["config"]["batch"], row["config"]["hidden"]]
-                       + [f"{ms(row['contenders'][n]['median_s'])} ({us(row['contenders'][n]['median_s'] / row['config']['batch'])})"
+                       + [f"{ms(row['contenders'][n]['median_s'])} "
+                          f"({us(row['contenders'][n]['median_s'] / row['config']['batch'])})"
                           if n in row["contenders"] else "" for n in names]
                        + [f"{row['contenders'][n]['median_s'] / row['contenders']['floor']['median_s']:.2f}"
                           if n in row["contenders"] and "floor" in row["contenders"] else ""
@@ -666,14 +671,15 @@ def main(argv=None) -> int:
                         help="hidden widths for the scaling section at batch 128, e.g. 100 200 800 1600 (default none)")
     parser.add_argument("--eval-digits", type=int, help="held-out digits of the evaluation (default 64; quick 16)")
     parser.add_argument("--eval-k", type=int, default=5000, help="importance samples per digit (default 5000)")
-    parser.add_argument("--json", type=Path, help="where to write the results (default benchmarks/results/<time>.json); "
-                                                  "the charts go beside it")
+    parser.add_argument("--json", type=Path,
+                        help="where to write the results (default benchmarks/results/<time>.json); "
+                             "the charts go beside it")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (4 if args.quick else 10)
     args.turn, args.tight = (0.2, 0.6) if args.quick else (0.3, 1.5)
     args.eval_digits = args.eval_digits or (16 if args.quick else 64)
-    for name, value in (*(("--hiddens", h) for h in args.hiddens), ("--rounds", args.rounds), ("--threads", args.threads), ("--eval-digits", args.eval_digits),
-                        ("--eval-k", args.eval_k)):
+    for name, value in (*(("--hiddens", h) for h in args.hiddens), ("--rounds", args.rounds),
+                        ("--threads", args.threads), ("--eval-digits", args.eval_digits), ("--eval-k", args.eval_k)):
         if value < 1:
             parser.error(f"{name} must be a positive integer, got {value}")
 

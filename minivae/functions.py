@@ -104,7 +104,8 @@ def linear_relu(x, weight, bias):
 
 
 # ------------------------------------------------------------------------ likelihoods
-REDUCTIONS = ("none", "sum", "mean")
+LOSS_REDUCTIONS = ("none", "sum", "mean")
+"""What a loss does with its per-element values: keep them, or sum or average them."""
 
 
 @function
@@ -113,8 +114,8 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
 
     ``logits`` and ``targets`` broadcast together; ``reduction`` is "none", "sum" or "mean".
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(REDUCTIONS)}, "
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(LOSS_REDUCTIONS)}, "
                          f"got {reduction!r}")
     try:
         np.broadcast_shapes(np.shape(logits), np.shape(targets))

@@ -37,7 +37,8 @@ def elbo_monte_carlo(reconstruction_log_likelihood: Tensor, log_prior: Tensor, l
 
 
 ESTIMATORS = ("closed-form", "monte-carlo")
-REDUCTIONS = ("mean", "none")
+ELBO_REDUCTIONS = ("mean", "none")
+"""What negative_elbo does with the per-example values: average them over the batch, or keep them."""
 
 
 class VAE(Module):
@@ -57,7 +58,7 @@ class VAE(Module):
         activation_class(activation, "VAE")  # an unknown name fails here, naming the VAE
         dtype, rng = float_dtype(dtype, "VAE"), as_generator(rng, "VAE")
         self.input_dim, self.hidden, self.latent_dim = int(input_dim), [int(w) for w in hidden], int(latent_dim)
-        self.activation, self.dtype = activation, dtype
+        self.activation = activation
 
         features = self.hidden[-1] if hidden else self.input_dim
         self.encoder = (MLP([self.input_dim, *self.hidden], activation, final_activation=activation, rng=rng,
@@ -68,6 +69,14 @@ class VAE(Module):
         self.prior = StandardNormal(self.latent_dim, dtype)
         for name, param in self.named_parameters():  # so that a printed graph names its leaves
             param.name = name
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the parameters, which inputs are converted to."""
+        return self.encoder_mu.weight.dtype
+
+    def _buffers(self) -> tuple:
+        return (("prior.mu", self.prior.mu), ("prior.logvar", self.prior.logvar))
 
     @property
     def config(self) -> dict:
@@ -143,8 +152,8 @@ class VAE(Module):
 
         The training loss. ``estimator`` is "closed-form" (SGVB-B, eq. 7) or "monte-carlo" (SGVB-A, eq. 6).
         """
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"VAE.negative_elbo: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if reduction not in ELBO_REDUCTIONS:
+            raise ValueError(f"VAE.negative_elbo: reduction must be one of {ELBO_REDUCTIONS}, got {reduction!r}")
         loss = -self.elbo(x, rng, samples, estimator)
         return loss.mean() if reduction == "mean" else loss
 

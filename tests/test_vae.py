@@ -228,3 +228,10 @@ def test_posterior_is_a_diagonal_gaussian_over_the_latent_space():
     q = model.posterior(np.full((2, 10), 0.5, np.float32))
     assert isinstance(q, DiagonalGaussian) and q.mu.shape == (2, 3)
     assert model.kl_to_prior(q).shape == (2,) and (model.kl_to_prior(q).data >= 0).all()
+
+
+def test_the_vaes_parameters_carry_their_dotted_names_into_a_printed_graph():
+    model = VAE(input_dim=4, hidden=(3,), latent_dim=2, rng=0)
+    assert all(p.name == name for name, p in model.named_parameters())
+    mu, _ = model.encode(np.zeros((1, 4), np.float32))
+    assert "leaf 'encoder_mu.weight' (2, 3) float32 requires_grad" in mv.format_graph(mu)
