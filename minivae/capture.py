@@ -133,6 +133,7 @@ class CapturedStep:
         if len(dtypes) != 1:
             raise CaptureError(f"captured step: the parameters have several dtypes ({sorted(map(str, dtypes))})")
         self._flat = _Flat(optimizer)
+        backend.keep_freed_arrays_in_heap()  # the replayed step's large temporaries reuse their pages
 
     # ----------------------------------------------------------------- running
     def __call__(self, x, rng) -> float:

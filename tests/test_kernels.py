@@ -181,3 +181,26 @@ def test_the_float32_exponential_and_log1p_of_the_cross_entropy_are_within_3_ulp
     apply(losses.log1p_unit, u, log1p)
     exact = np.log1p(u.astype(np.float64))
     assert log1p[u == 0].tolist() == [0.0] and ulps(log1p[u > 0], exact[u > 0]).max() <= 3
+
+
+def test_a_warm_captured_step_with_multi_megabyte_temporaries_faults_in_no_fresh_pages():
+    """With glibc, the captured step keeps freed arrays in the heap (kernels.backend.keep_freed_arrays_in_heap):
+    the S × batch × 784 logits and their gradient (4 MB each at S = 10) reuse the last step's pages."""
+    import platform
+    import resource
+
+    import minivae as mv
+    from minivae.capture import capture_step
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        pytest.skip("glibc's malloc only")
+    model = mv.VAE(784, (400,), 20, rng=0)
+    optimizer = mv.Adam(model.parameters())
+    step = capture_step(model, optimizer, lambda x, rng: model.negative_elbo(x, rng, samples=10))
+    x, rng = (np.random.default_rng(0).random((128, 784)) < 0.13).astype(np.float32), np.random.default_rng(0)
+    for _ in range(3):
+        step(x, rng)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        step(x, rng)
+    assert kernels.backend.keep_freed_arrays_in_heap()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 100  # 3,408 per step without
