@@ -50,6 +50,15 @@ _TAYLOR = tuple(np.float32(1 / math.factorial(k)) for k in range(8))
 _ATANH = tuple(np.float32(2 / (2 * k + 1)) for k in range(7))
 
 
+@jit(fastmath=("contract",))
+def _polynomial(coefficients, x):
+    """Σ_k coefficients[k]·x^k by Horner's rule (the tuple is a constant: the loop unrolls)."""
+    p = coefficients[-1]
+    for k in range(len(coefficients) - 2, -1, -1):
+        p = p * x + coefficients[k]
+    return p
+
+
 @jit(fastmath=("contract",))  # fused multiply-adds, but no reassociation: the two-part reduction stays as written
 def exp_nonpositive(x):
     """e^x for float32 x ≤ 0, vectorizable: x = n·ln 2 + r with |r| ≤ ½ ln 2, e^r from its Taylor
@@ -58,14 +67,7 @@ def exp_nonpositive(x):
     xc = max(x, _EXP_CUTOFF)
     n = np.floor(xc * _LOG2E + np.float32(0.5))
     r = (xc - n * _LN2_HIGH) - n * _LN2_LOW
-    p = _TAYLOR[7]
-    p = p * r + _TAYLOR[6]
-    p = p * r + _TAYLOR[5]
-    p = p * r + _TAYLOR[4]
-    p = p * r + _TAYLOR[3]
-    p = p * r + _TAYLOR[2]
-    p = p * r + _TAYLOR[1]
-    p = p * r + _TAYLOR[0]
+    p = _polynomial(_TAYLOR, r)
     scale = _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))  # 2^n, n ≥ −126
     e = p * scale
     return e if x >= _EXP_CUTOFF else (np.float32(0) if x < _EXP_CUTOFF else x)
@@ -81,28 +83,13 @@ def log1p_unit(e):
 @jit(fastmath=("contract",))
 def _two_atanh(s):
     """2·atanh(s) = log((1 + s)/(1 − s)) for float32 s in [0, ⅓] (``log1p_unit``'s series)."""
-    w = s * s
-    p = _ATANH[6]
-    p = p * w + _ATANH[5]
-    p = p * w + _ATANH[4]
-    p = p * w + _ATANH[3]
-    p = p * w + _ATANH[2]
-    p = p * w + _ATANH[1]
-    p = p * w + _ATANH[0]
-    return s * p
-
-
-@jit()
-def _element(z, t, sigmoid, log1p_e, zero, one):
-    """ℓ(z, t) and σ(z) − t, given σ(z) and log1p(e^{−|z|}); a zero weight drops its term."""
-    positive, negative = max(z, zero), max(-z, zero)
-    loss = log1p_e + (zero if t == zero else t * negative) + (zero if t == one else (one - t) * positive)
-    return loss, sigmoid - t
+    return s * _polynomial(_ATANH, s * s)
 
 
 @jit(fastmath=FAST_ARITHMETIC)
-def _bce_float32(logits, targets, loss_rows, grad, want_grad):
-    zero, one = np.float32(0), np.float32(1)
+def _bce_rows(logits, targets, loss_rows, grad, want_grad, polynomials):
+    """The pass; ``polynomials`` (float32) takes e^{−|z|} and log1p from the functions above, else the C library's."""
+    zero, one, two = logits.dtype.type(0), logits.dtype.type(1), logits.dtype.type(2)
     outside = 0
     for i in range(logits.shape[0]):
         row = i % targets.shape[0]
@@ -110,33 +97,19 @@ def _bce_float32(logits, targets, loss_rows, grad, want_grad):
         for j in range(logits.shape[1]):
             z, t = logits[i, j], targets[row, j]
             outside += not (t >= zero and t <= one)
-            e = exp_nonpositive(-abs(z))
-            one_plus_e, two_plus_e = one + e, np.float32(2) + e
-            reciprocal = one / (one_plus_e * two_plus_e)  # one division serves σ and log1p's e/(2 + e)
-            loss, g = _element(z, t, (one if z >= zero else e) * (two_plus_e * reciprocal),
-                               _two_atanh(e * (one_plus_e * reciprocal)), zero, one)
-            total += loss
+            if polynomials:
+                e = exp_nonpositive(-abs(z))
+                one_plus_e, two_plus_e = one + e, two + e
+                reciprocal = one / (one_plus_e * two_plus_e)  # one division serves σ and log1p's e/(2 + e)
+                sigmoid = (one if z >= zero else e) * (two_plus_e * reciprocal)
+                log1p_e = _two_atanh(e * (one_plus_e * reciprocal))
+            else:
+                e = math.exp(-abs(z))
+                sigmoid, log1p_e = (one if z >= zero else e) / (one + e), math.log1p(e)
+            positive, negative = max(z, zero), max(-z, zero)  # a term of weight 0 is dropped, also at ±∞:
+            total += log1p_e + (zero if t == zero else t * negative) + (zero if t == one else (one - t) * positive)
             if want_grad:
-                grad[i, j] = g
-        loss_rows[i] = total
-    return outside
-
-
-@jit(fastmath=FAST_ARITHMETIC)
-def _bce_exact(logits, targets, loss_rows, grad, want_grad):
-    zero, one = logits.dtype.type(0), logits.dtype.type(1)
-    outside = 0
-    for i in range(logits.shape[0]):
-        row = i % targets.shape[0]
-        total = 0.0
-        for j in range(logits.shape[1]):
-            z, t = logits[i, j], targets[row, j]
-            outside += not (t >= zero and t <= one)
-            e = math.exp(-abs(z))
-            loss, g = _element(z, t, (one if z >= zero else e) / (one + e), math.log1p(e), zero, one)
-            total += loss
-            if want_grad:
-                grad[i, j] = g
+                grad[i, j] = sigmoid - t
         loss_rows[i] = total
     return outside
 
@@ -148,5 +121,5 @@ def bce_with_logits_rows(logits, targets, loss_rows, grad=None) -> int:
     Returns how many targets lie outside [0, 1] (NaN counts).
     """
     want_grad = grad is not None
-    kernel = _bce_float32 if logits.dtype == np.float32 else _bce_exact
-    return kernel(logits, targets, loss_rows, grad if want_grad else loss_rows.reshape(-1, 1)[:0], want_grad)
+    return _bce_rows(logits, targets, loss_rows, grad if want_grad else loss_rows.reshape(-1, 1)[:0], want_grad,
+                     logits.dtype == np.float32)
