@@ -4,7 +4,7 @@
 - ``first-step``: import minivae, build the model, run one step; the wall-clock time (``time.time``)
   when the step finished, and how long the import and the step took. With a fresh
   NUMBA_CACHE_DIR the step includes compiling the kernels.
-- ``profile STEPS``: where a minivae step's time goes: every op's forward and backward and the
+- ``profile STEPS CONFIG_JSON``: where a minivae step's time goes: every op's forward and backward and the
   Adam updates, timed by wrapping ``Op.__call__``, ``Op.backward`` and ``Adam.update`` (and a fused
   implementation that is a plain function rather than an op), in seconds per step; a call inside a
   timed one counts as part of it (the wrapping itself adds about a microsecond per call).
@@ -189,7 +189,8 @@ if __name__ == "__main__":
         limit_cpus(int(os.environ.get("OMP_NUM_THREADS", "2")))
         result = train(args[0], int(args[1]))
     elif mode == "profile":
-        result = profile(int(args[0]))
+        from benchmarks.config import Config
+        result = profile(int(args[0]), Config(**json.loads(args[1])))
     else:
         result = epoch(args[0], int(args[1]))
     print(json.dumps(result))

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -104,7 +105,8 @@ def backend_env(options: Options, backend: str) -> dict:
 
 
 def profile(options: Options) -> Measured:
-    return Measured(profile={backend: oneshot(["profile", 20 * options.rounds], backend_env(options, backend))
+    model = json.dumps(dataclasses.asdict(options.model))
+    return Measured(profile={backend: oneshot(["profile", 20 * options.rounds, model], backend_env(options, backend))
                              for backend in ("numba", "reference")})
 
 
