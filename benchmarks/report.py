@@ -184,7 +184,9 @@ def write_charts(measured: Measured, options, stem: Path, date: str) -> list[Pat
         if t.config.hidden == options.model.hidden and t.config.samples == options.model.samples:
             series.setdefault(t.label, {})[t.config.batch] = t.median * 1e3
     if any(len(points) >= 2 for points in series.values()):
-        title = f"ms per step against batch size: {options.model}, {options.model.threads} threads, {date}"
+        m = options.model
+        title = f"ms per step against batch size: {m.input_dim}-{m.hidden}-{m.latent}, S = {m.samples}, float32, " \
+                f"{m.threads} threads, {date}"
         written.append(charts.write(f"{stem}-scaling.png", charts.scaling_chart(
             {label: (sorted(points), [points[b] for b in sorted(points)]) for label, points in series.items()},
             title)))
