@@ -1,16 +1,16 @@
 """The benchmark harness, run for real at small sizes: every contender's step, the peers' losses against
 minivae's, each section of ``python -m benchmarks.run`` (its workers, its report, its pyperf JSON), a
-missing peer and a failing worker left out with a note. No timing is asserted."""
+missing peer and a failing worker left out with a note (tests/test_plots.py draws the charts). No timing
+is asserted."""
 import importlib.util
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 
 import minivae as mv
-from benchmarks import charts, contenders, micro, oneshot, report, run
+from benchmarks import contenders, micro, oneshot, report, run
 from benchmarks.config import Config, Options
 from benchmarks.measure import Pool, Timing
 
@@ -70,25 +70,6 @@ def test_the_step_contenders_run_a_step(samples):
         step = contenders.CONTENDERS[name].build(TINY.replace(samples=samples))
         step()
         step()
-
-
-def png_size(path):
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert zlib.crc32(data[12:29]) == int.from_bytes(data[29:33], "big")
-    return width, height
-
-
-def test_the_charts_are_written_as_png(tmp_path):
-    canvas = charts.scaling_chart({"minivae (numba)": ([32, 128, 1024], [2.3, 4.0, 40.0]),
-                                   "floor (matrix products)": ([32, 128, 1024], [1.0, 2.6, 18.0])}, "ms per step")
-    assert canvas.dtype == np.uint8 and canvas.shape[2] == 3 and (canvas != 255).any()
-    assert png_size(charts.write(tmp_path / "scaling.png", canvas)) == (canvas.shape[1], canvas.shape[0])
-    bars = charts.parts_chart({"minivae (numba)": {"dense": 2.9, "adam": 0.4}, "floor": {"dense": 2.6}}, "parts")
-    assert png_size(charts.write(tmp_path / "parts.png", bars)) == (bars.shape[1], bars.shape[0])
-    with pytest.raises(ValueError):
-        charts.scaling_chart({"empty": ([], [])}, "nothing")
 
 
 def minivae_loss_and_parameters(samples):
