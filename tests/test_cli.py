@@ -226,6 +226,7 @@ def broken_files(tmp_path):
     (["export", "{tmp}/corrupt.npz", "--torch", ""], 2, "argument --torch: expected a path, got an empty one"),
     (["download", "mnist", "--dir", ""], 2, "argument --dir: expected a path, got an empty one"),
     (["estimators", "--out", ""], 2, "argument --out: expected a path, got an empty one"),
+    (["download", "mnist", "--timeout", "1e300"], 2, "--timeout: expected a number of seconds > 0, at most a day"),
     # every write error names the user's path and its true cause, never a temporary file
     (["train", "--out", "{tmp}/metrics.jsonl/run"], 1,
      "cannot create the run folder {tmp}/metrics.jsonl/run: {tmp}/metrics.jsonl is a file, not a directory"),

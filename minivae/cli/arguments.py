@@ -14,13 +14,13 @@ class UsageError(Exception):
     """The command was asked something it cannot do as asked (exit status 2)."""
 
 
-def _number_type(convert, low, inclusive: bool, description: str):
+def _number_type(convert, low, inclusive: bool, description: str, high=math.inf):
     def parse(text: str):
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}") from None
-        if not (value >= low if inclusive else value > low) or not math.isfinite(value):
+        if not (value >= low if inclusive else value > low) or not math.isfinite(value) or value > high:
             raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
         return value
     return parse
@@ -29,6 +29,7 @@ def _number_type(convert, low, inclusive: bool, description: str):
 positive_int = _number_type(int, 1, True, "an integer >= 1")
 non_negative_int = _number_type(int, 0, True, "an integer >= 0")
 positive_float = _number_type(float, 0.0, False, "a number > 0")
+seconds = _number_type(float, 0.0, False, "a number of seconds > 0, at most a day (86400)", high=86_400)
 
 
 def path(text: str) -> str:

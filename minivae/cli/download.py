@@ -6,7 +6,7 @@ import sys
 from ..data import DOWNLOAD_TIMEOUT, download_mnist
 from ..files import make_directory
 from ..training.progress import Progress
-from .arguments import path, positive_float
+from .arguments import path, seconds
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--url", metavar="URL",
                           help="base URL of a mirror (http, https or file); default: $MINIVAE_MNIST_URL "
                                "or the canonical mirror")
-    parser.add_argument("--timeout", type=positive_float, default=DOWNLOAD_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=DOWNLOAD_TIMEOUT, metavar="SECONDS",
                           help=f"give up on a server that does not connect or answer within SECONDS, or whose "
                                f"transfer brings under 16 KiB in SECONDS (default: {DOWNLOAD_TIMEOUT:g})")
     parser.set_defaults(handler=run)

@@ -12,7 +12,11 @@ One run writes into its output directory:
 - ``.lock`` while the run is going: one process at a time writes a run folder (``minivae.training.runlock``).
 
 Every file is written under a temporary name and renamed (``minivae.files``), so a crash, a kill
-or a full disk leaves each file complete or absent, never cut short.
+or a full disk leaves each file complete or absent, never cut short. The checkpoint is written
+first, then the figures, then ``metrics.jsonl``: everything else is recoverable from the
+checkpoint, and a resume (of a complete run too) rewrites whichever is missing, broken or behind
+it. A new run refuses a folder holding any file of the names it writes: it never replaces a file
+it did not write.
 
 An epoch visits every training digit once in a fresh random order, in batches of ``batch_size``;
 the last batch holds the remainder, so no digit is dropped. ``train_neg_elbo`` is the mean over
@@ -73,13 +77,15 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
     replayed on arrays, with one Adam pass over all parameters); ``eager=True`` walks the engine's
     graph at every step instead. Both give the same numbers, bit for bit.
     A non-finite loss or gradient raises ``TrainingDiverged`` and leaves the last checkpoint as it is.
-    Resuming a run that has already trained ``config.epochs`` epochs only says so, after writing
-    again any of its figures that is missing or broken.
+    A resume first rewrites, from the checkpoint, metrics.jsonl and the figures if any is missing,
+    broken or behind the checkpoint (a kill after the checkpoint was written); resuming a run that
+    has already trained ``config.epochs`` epochs then only says so.
 
     The run holds ``out`` (``RunLock``): another live process in it raises ``RunLockedError``.
     A resume may read the data from another ``config.data_dir`` if it has the run's SHA-256;
     the checkpoint is checked for consistency first (``CheckpointError``). ``out`` being an
-    existing file raises ``FileExistsError``.
+    existing file, or a new run's ``out`` holding a file of a name the run writes, raises
+    ``FileExistsError``.
     """
     out = Path(out)
     checkpoint_path = out / CHECKPOINT
