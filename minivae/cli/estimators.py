@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -70,8 +71,11 @@ def run(args) -> int:
     if args.checkpoint and args.posterior != "gaussian":
         raise UsageError("minivae estimators: error: a checkpoint holds a VAE trained with the Gaussian posterior; "
                          "--posterior logistic needs the training of this command")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"minivae estimators: error: --out {out} is not a directory")
     _require_memory(args)
-    out = make_directory(args.out, "the output folder")
+    make_directory(out, "the output folder")
     started = time.perf_counter()
     seeds = np.random.SeedSequence(args.seed).spawn(3)  # initialisation, training, measurement
     data = load_mnist(args.data_dir)

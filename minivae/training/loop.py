@@ -117,7 +117,7 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
             raise CheckpointError(f"train: {checkpoint_path} has trained {state.epoch} epochs already, "
                                   f"more than the {config.epochs} asked for")
         complete = state.epoch == config.epochs
-        behind = outputs_behind(out, state.history, config)
+        behind = _outputs_behind(out, state.history, config)
         if not (complete and not behind):
             data = data if data is not None else load_mnist(config.data_dir)
             _check_same_data(data, state, run.config, config, checkpoint_path)
@@ -306,7 +306,7 @@ def _metrics_records(history: list, config: TrainConfig, source: str | None) -> 
     return [{**metrics, **about} for metrics in history]
 
 
-def outputs_behind(out: Path, history: list, config: TrainConfig) -> dict:
+def _outputs_behind(out: Path, history: list, config: TrainConfig) -> dict:
     """{name: why} for each file of the run in ``out`` that is missing, broken or behind the
     ``history`` of its checkpoint: metrics.jsonl, and each figure (all of them when metrics.jsonl,
     written after them, is behind: a kill between the checkpoint and metrics.jsonl may have left
