@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                                    description="Decode n draws z ~ N(0, I) of a checkpoint's model into a PNG.")
     parser.add_argument("checkpoint", type=path, metavar="CHECKPOINT", help="a checkpoint.npz written by train")
     parser.add_argument("--n", type=positive_int, default=64,
-                        help="number of digits (default: 64); as many as the memory holds, about 26 KB each")
+                        help="number of digits (default: 64); as many as the memory holds, about 25 KB each")
     parser.add_argument("--out", type=path, default="samples.png", metavar="PNG",
                         help="output file (default: samples.png)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
@@ -27,7 +27,7 @@ def run(args) -> int:
     config = read_checkpoint_config(args.checkpoint)
     pixels = 28 * 28
     decoder = sum(config.hidden) + config.latent_dim + 2 * pixels   # float32 values per digit
-    grid = 2 * (CELL * DIGIT_SCALE) ** 2                              # the upscaled grid and its canvas, uint8
+    grid = (CELL * DIGIT_SCALE) ** 2 + CELL ** 2 * DIGIT_SCALE        # the upscaled grid, uint8, and its first half
     require_memory("sample", args.n * (4 * decoder + 8 * pixels + grid), f"--n {args.n}")
     print(f"wrote {sample_checkpoint(args.checkpoint, args.n, args.out, args.seed)}")
     return 0
