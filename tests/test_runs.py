@@ -73,7 +73,7 @@ def test_a_full_disk_while_writing_a_figure_leaves_no_broken_file_and_resume_wri
     assert not list(out.glob(".*.part"))
     done = minivae_run("train", "--out", out, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "rewrote from its checkpoint: metrics.jsonl was missing; every figure" in done.stdout
+    assert "rewrote its metrics.jsonl and figures: metrics.jsonl was missing\n" in done.stdout
     assert png_problem(out / "samples.png") is None and (out / "metrics.jsonl").is_file()
 
 
@@ -84,7 +84,7 @@ def test_resume_of_a_complete_run_rewrites_a_truncated_figure(tmp_path, data):
     (out / "loss.png").write_bytes(content[:len(content) // 2])
     assert png_problem(out / "loss.png") is not None
     done = minivae_run("train", "--out", out, "--resume", cwd=tmp_path)
-    assert done.returncode == 0 and "rewrote from its checkpoint: loss.png is truncated" in done.stdout
+    assert done.returncode == 0 and "rewrote its figures: loss.png is truncated" in done.stdout
     assert (out / "loss.png").read_bytes() == content
     done = minivae_run("train", "--out", out, "--resume", cwd=tmp_path)
     assert done.returncode == 0 and "already complete: 1 of 1 epochs" in done.stdout
@@ -185,7 +185,7 @@ def test_a_kill_after_the_last_checkpoint_leaves_nothing_that_resume_does_not_re
     assert len(history) == 2
     done = minivae_run("train", "--out", out, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"{out}: rewrote from its checkpoint: metrics.jsonl lacked epoch 2; every figure")
+    assert done.stdout.startswith(f"{out}: rewrote its metrics.jsonl and figures: metrics.jsonl lacked epoch 2\n")
     assert "is already complete: 2 of 2 epochs trained" in done.stdout
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     reference = [json.loads(line) for line in (two_epochs / "metrics.jsonl").read_text().splitlines()]

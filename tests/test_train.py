@@ -478,7 +478,7 @@ def test_resume_rewrites_metrics_from_the_checkpoint_even_for_a_complete_run(tmp
     output = io.StringIO()
     result = train(TINY, out, resume=True, data=digits, stream=output)
     assert result.status == "completed" and result.step == 20
-    assert output.getvalue().startswith(f"{out}: rewrote from its checkpoint: metrics.jsonl ")
+    assert output.getvalue().startswith(f"{out}: rewrote its metrics.jsonl and figures: metrics.jsonl ")
     assert output.getvalue().endswith("is already complete: 2 of 2 epochs trained; raise --epochs to train further\n")
     assert metrics_lines(out) == [{**m, "data": "a test subset", "likelihood": likelihood(False)} for m in history]
     assert {name: (out / name).read_bytes() for name in ("metrics.jsonl", *FIGURES)} == before
@@ -492,7 +492,7 @@ def test_resume_of_a_stopped_run_repairs_its_metrics_before_training_on(tmp_path
     (out / "loss.png").unlink()
     output = io.StringIO()
     assert train(TINY, out, resume=True, data=digits, stream=output, after_step=interrupt_after(14)).step == 14
-    assert output.getvalue().startswith(f"{out}: rewrote from its checkpoint: metrics.jsonl was missing; every figure")
+    assert output.getvalue().startswith(f"{out}: rewrote its metrics.jsonl and figures: metrics.jsonl was missing\n")
     assert [m["epoch"] for m in metrics_lines(out)] == [1] and (out / "loss.png").is_file()
 
 

@@ -126,8 +126,8 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
                                       f"the data has {len(data.train_images)}")
         if behind:
             _write_outputs(out, model, held_out_targets(data, config), state.history, config, data.source)
-            progress.line(f"{out}: rewrote from its checkpoint: " + "; ".join(f"{name} {why}"
-                                                                              for name, why in behind.items()))
+            what = f"{METRICS} and figures" if METRICS in behind else "figures"
+            progress.line(f"{out}: rewrote its {what}: " + "; ".join(f"{name} {why}" for name, why in behind.items()))
         if complete:
             progress.line(f"{out} is already complete: {state.epoch} of {config.epochs} epochs trained; "
                           f"raise --epochs to train further")
@@ -307,15 +307,15 @@ def _metrics_records(history: list, config: TrainConfig, source: str | None) -> 
 
 
 def _outputs_behind(out: Path, history: list, config: TrainConfig) -> dict:
-    """{name: why} for each file of the run in ``out`` that is missing, broken or behind the
-    ``history`` of its checkpoint: metrics.jsonl, and each figure (all of them when metrics.jsonl,
-    written after them, is behind: a kill between the checkpoint and metrics.jsonl may have left
-    any of them from an earlier epoch). Empty before the first epoch ends: nothing is written yet."""
+    """{name: why} for the files of the run in ``out`` that are missing, broken or behind the
+    ``history`` of its checkpoint: metrics.jsonl alone when it is behind (then every figure, written
+    before it, may be too: a kill between the checkpoint and metrics.jsonl), else each broken figure.
+    Empty before the first epoch ends: nothing is written yet."""
     if not history:
         return {}
     problem = _metrics_problem(out / METRICS, history, config)
     if problem is not None:
-        return {METRICS: problem, "every figure": "(written before it)"}
+        return {METRICS: problem}
     return figure_problems(out, config.latent_dim)
 
 
