@@ -8,10 +8,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..files import DiskFullError
-from ..training import CHECKPOINT, TrainConfig, read_checkpoint_config, train
+from ..training import CHECKPOINT, EVALUATION_BATCH, TrainConfig, read_checkpoint_config, train
 from ..training.runlock import new_run_folder
 from ..vae import ESTIMATORS
-from .arguments import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE, UsageError, non_negative_int, positive_float, positive_int
+from .arguments import (EXIT_INTERRUPTED, EXIT_SIGNAL_BASE, UsageError, non_negative_int, path, positive_float,
+                        positive_int, require_memory, vae_activations, vae_parameters)
+
+PIXELS = 28 * 28
+MOST_DIGITS = 60_000   # MNIST's training set: no batch holds more
 
 
 def register(subparsers) -> None:
@@ -43,10 +47,10 @@ def register(subparsers) -> None:
                             "(default: raw intensities)")
     parser.add_argument("--seed", type=non_negative_int,
                        help=f"seed of every random draw of the run (default: {defaults.seed})")
-    parser.add_argument("--data-dir", metavar="DIR",
+    parser.add_argument("--data-dir", type=path, metavar="DIR",
                        help="directory of MNIST IDX files (train and t10k for the standard split, or "
                             "t10k only); default: the embedded 10,000 test digits")
-    parser.add_argument("--out", metavar="DIR",
+    parser.add_argument("--out", type=path, metavar="DIR",
                        help="output directory, held by one run at a time (default: a new runs/<date-time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     parser.add_argument("--eager", action="store_true",
@@ -63,6 +67,8 @@ def run(args) -> int:
         config = TrainConfig(**{**read_checkpoint_config(Path(args.out) / CHECKPOINT).to_json(), **given})
     else:
         config = TrainConfig(**given)
+    require_memory("train", training_memory(config), f"--hidden {' '.join(map(str, config.hidden))} --latent-dim "
+                   f"{config.latent_dim} --batch-size {config.batch_size} --samples {config.samples}")
     out = Path(args.out) if args.out is not None else new_run_folder("runs", time.strftime("%Y%m%d-%H%M%S"))
     try:
         result = train(config, out, resume=args.resume, eager=args.eager)
@@ -78,3 +84,13 @@ def run(args) -> int:
     print(f"done: epoch {result.epoch} of {config.epochs}, step {result.step}; metrics, checkpoint and figures "
           f"in {out}")
     return 0
+
+
+def training_memory(config: TrainConfig) -> int:
+    """A lower bound of the bytes a run of ``config`` holds at once: four float32 arrays per
+    parameter (its value, gradient and Adam's two moments) and the activations of a step's forward
+    and backward pass, or of an evaluation batch, whichever is larger."""
+    step = 2 * vae_activations(PIXELS, config.hidden, config.latent_dim,
+                               min(config.batch_size, MOST_DIGITS) * config.samples)
+    evaluation = vae_activations(PIXELS, config.hidden, config.latent_dim, EVALUATION_BATCH * config.samples)
+    return 4 * (4 * vae_parameters(PIXELS, config.hidden, config.latent_dim) + max(step, evaluation))
