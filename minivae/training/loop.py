@@ -22,6 +22,7 @@ the epoch's digits of the loss each had when its batch was trained.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capture import NonFiniteError, capture_step
+from ..capture import CapturedStep, NonFiniteError, capture_step
 from ..data import MnistSplit, load_mnist
 from ..engine import Tensor
 from ..files import atomic_write, remove_stale_temporaries
@@ -85,6 +86,9 @@ def train(config: TrainConfig, out, resume: bool = False, data: MnistSplit | Non
     """
     out = Path(out)
     checkpoint_path = out / CHECKPOINT
+    if config.kl_warmup and not eager and not captures_scalars():
+        raise ValueError("train: KL warm-up passes its weight to the captured step as a scalar argument, which this "
+                         "version's captured step does not take; train with --eager")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"train: {out} is an existing file, not a directory; --out names the run's "
                               f"folder: choose a folder path")
@@ -217,6 +221,11 @@ def _training_step(model, optimizer, config, eager: bool, steps_per_epoch: int):
                 what = str(err).replace("the loss is", "the loss (negative ELBO) is")
                 raise TrainingDiverged(_divergence(what, state)) from None
     return step
+
+
+def captures_scalars() -> bool:
+    """Whether the captured step takes scalar arguments, ``step(x, rng, beta=0.3)``, each an input of its program."""
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(CapturedStep.__call__).parameters.values())
 
 
 def _train_epoch(config, images, step, rng, state: RunState, progress: Progress, interrupt, after_step) -> None:
