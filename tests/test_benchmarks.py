@@ -1,13 +1,13 @@
 """The benchmark harness: contender discovery, a missing peer left out with a note, a failing worker
-dropped, the report and the charts. Small configurations only; no timing is asserted."""
+dropped and the report (tests/test_plots.py draws the charts). Small configurations only; no timing
+is asserted."""
 import importlib.util
-import zlib
 
 import numpy as np
 import pytest
 
 import minivae as mv
-from benchmarks import charts, contenders, micro, oneshot, run
+from benchmarks import contenders, micro, oneshot, run
 
 TINY = {"batch": 8, "hidden": 16, "latent": 2, "input_dim": 32, "samples": 1}
 
@@ -100,25 +100,6 @@ def test_ratios_and_targets_compare_minivae_with_every_other_contender():
     (label_floor, (ratio, met)), (label_torch, (ratio_t, met_t)) = run.targets(rows)["minivae"].items()
     assert "1.3" in label_floor and ratio == 1.2 and met
     assert "0.65" in label_torch and ratio_t == 0.6 and met_t
-
-
-def png_size(path):
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert zlib.crc32(data[12:29]) == int.from_bytes(data[29:33], "big")
-    return width, height
-
-
-def test_the_charts_are_written_as_png(tmp_path):
-    canvas = charts.scaling_chart({"minivae (numba)": ([32, 128, 1024], [2.3, 4.0, 40.0]),
-                                   "floor (matrix products)": ([32, 128, 1024], [1.0, 2.6, 18.0])}, "ms per step")
-    assert canvas.dtype == np.uint8 and canvas.shape[2] == 3 and (canvas != 255).any()
-    assert png_size(charts.write(tmp_path / "scaling.png", canvas)) == (canvas.shape[1], canvas.shape[0])
-    bars = charts.parts_chart({"minivae (numba)": {"dense": 2.9, "adam": 0.4}, "floor": {"dense": 2.6}}, "parts")
-    assert png_size(charts.write(tmp_path / "parts.png", bars)) == (bars.shape[1], bars.shape[0])
-    with pytest.raises(ValueError):
-        charts.scaling_chart({"empty": ([], [])}, "nothing")
 
 
 def minivae_loss_and_parameters(samples):

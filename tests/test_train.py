@@ -270,8 +270,8 @@ def test_sample_checkpoint_writes_a_grid(tmp_path, digits):
     run(TrainConfig(**{**TINY.to_json(), "epochs": 1}), tmp_path, digits)
     path = sample_checkpoint(tmp_path / "checkpoint.npz", n=10, out=tmp_path / "ten.png", seed=1)
     width, height = struct.unpack(">II", path.read_bytes()[16:24])
-    # 10 digits in 4 columns and 3 rows, upscaled 3 times, under a title line of 10-pixel text
-    assert (width, height) == (3 * (4 * 30 + 2), 3 * (3 * 30 + 2) + 10 + 16)
+    # 10 digits in 4 columns and 3 rows, upscaled 3 times
+    assert (width, height) == (3 * (4 * 30 + 2), 3 * (3 * 30 + 2))
 
 
 @pytest.mark.parametrize("bad, message", [({"epochs": 0}, "epochs"), ({"hidden": ()}, "hidden"),

@@ -10,5 +10,5 @@ from .ops import (
     softmax, log_softmax, reshape, transpose, getitem, scatter_add, concatenate, stack,
     less, less_equal, greater, greater_equal, equal, not_equal,
 )
-from .functional import gradients, grad, value_and_grad, vjp, hvp, jacobian
+from .functional import gradients, grad, value_and_grad, vjp, jvp, hvp, jacobian, hessian
 from .graph import format_graph, to_dot, count_ops, op_counts

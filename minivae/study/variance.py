@@ -1,10 +1,11 @@
 """The variance study: how noisy each estimator of the encoder's ELBO gradient is, for S samples of z,
-at initialisation and after a short training (``fit_vae``), as a Markdown table.
+at initialisation and after a short training (``fit_vae``), as a Markdown table and a plot.
 
 Four unbiased estimators of ∇_φ L (``GRADIENT_ESTIMATORS``): the score function, the score function
 with a baseline, and the two SGVB estimators of Kingma & Welling, named as ``minivae train
 --estimator`` names them: "monte-carlo" (the paper's SGVB-A, eq. 6: Monte Carlo KL) and
-"closed-form" (SGVB-B, eq. 7: closed-form KL). The figure of the study is ``minivae.figures.variance_plot``.
+"closed-form" (SGVB-B, eq. 7: closed-form KL). The figure of the study is ``variance_plot``
+(matplotlib, the ``plot`` extra).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..checks import as_generator, is_positive_int
 from ..engine import no_grad
+from ..figures import line_plot
 from ..optim import Adam
 from .estimators import GRADIENT_ESTIMATORS, elbo_estimate, encoder_gradient
 
@@ -106,3 +108,24 @@ def variance_table(rows) -> str:
             cells += ["" , ""] if row is None else [f"{row.variance:.3e}", f"{row.signal_to_noise:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def variance_plot(rows, estimators):
+    """The study's figure, a matplotlib ``Figure`` of 760 × 400 pixels: the variance per parameter
+    against the samples S per digit, on log-log axes, one panel per state, one line per estimator
+    (in the legend in the order of ``estimators``); a slope of -1 is variance falling as 1/S.
+
+    ``rows`` are ``VarianceRow``s. No rows raises ``ValueError``; no matplotlib ``PlotsUnavailable``.
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("variance_plot: no rows to draw")
+    panels = {}
+    for state in dict.fromkeys(r.state for r in rows):
+        for estimator in estimators:
+            line = sorted((r.samples, r.variance) for r in rows if r.state == state and r.estimator == estimator)
+            if line:
+                panels.setdefault(state, {})[estimator] = ([s for s, _ in line], [v for _, v in line])
+    return line_plot(panels, title="gradient variance per parameter against the samples S of z",
+                     x_label="samples S per digit", y_label="variance per parameter", log=True,
+                     width=760, height=400, legend="outside lower center")

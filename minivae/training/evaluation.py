@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data import load_mnist
 from ..engine import no_grad
-from ..figures import labelled_samples, write_png
+from ..figures import DIGIT_SCALE, digit_grid, write_png
 from ..files import refuse_overwriting_input
 from ..vae import VAE
 from .checkpoint import load_checkpoint
@@ -77,10 +77,11 @@ def evaluate_checkpoint(path, iw_samples: int = 5000, data_dir=None, seed: int =
 
 def sample_checkpoint(path, n: int = 64, out="samples.png", seed: int = 0) -> Path:
     """Write a grid of ``n`` digits decoded from z ~ N(0, I) by the model at ``path`` (atomically),
-    upscaled three times under a title.
+    upscaled ``DIGIT_SCALE`` times.
 
     ``out`` being the checkpoint itself raises ``ValueError``.
     """
     refuse_overwriting_input(out, [path], "sample")
     model = load_checkpoint(path).model
-    return write_png(out, labelled_samples(model.sample(n, np.random.default_rng(seed)), columns=math.ceil(math.sqrt(n))))
+    digits = model.sample(n, np.random.default_rng(seed))
+    return write_png(out, digit_grid(digits, columns=math.ceil(math.sqrt(n)), scale=DIGIT_SCALE))
