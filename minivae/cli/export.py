@@ -16,6 +16,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.export import export_torch  # imports torch: only for this command
+    from ..training.checkpoint import load_checkpoint
+    from ..training.export import TORCH_ACTIVATIONS, export_torch  # imports torch: only for this command
     print(f"wrote {export_torch(args.checkpoint, args.torch)}")
+    config = load_checkpoint(args.checkpoint).model.config
+    print(f"it loads into minivae.training.export.torch_module({config}): Linear layers with "
+          f"torch.nn.{TORCH_ACTIVATIONS[config['activation']]}")
     return 0

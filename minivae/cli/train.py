@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..files import DiskFullError
+from ..nn import ACTIVATIONS
 from ..training import CHECKPOINT, EVALUATION_BATCH, TrainConfig, read_checkpoint_config, train
 from ..training.runlock import new_run_folder
 from ..vae import ESTIMATORS
@@ -36,12 +37,22 @@ def register(subparsers) -> None:
     parser.add_argument("--hidden", type=positive_int, nargs="+", metavar="WIDTH",
                        help=f"hidden layer widths of the encoder, mirrored in the decoder "
                             f"(default: {' '.join(map(str, defaults.hidden))})")
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS),
+                        help=f"nonlinearity after every hidden layer; the IWAE paper's one-stochastic-layer model is "
+                             f"--hidden 200 200 --latent-dim 50 --activation tanh (default: {defaults.activation})")
     parser.add_argument("--lr", type=positive_float, help=f"Adam's learning rate (default: {defaults.lr})")
-    parser.add_argument("--samples", type=positive_int,
-                       help=f"samples of z per digit in the ELBO estimate (default: {defaults.samples})")
+    parser.add_argument("--samples", type=positive_int, metavar="K",
+                       help=f"samples of z per digit in the ELBO estimate; with importance-weighted, the k of the "
+                            f"bound L_k (default: {defaults.samples})")
     parser.add_argument("--estimator", choices=ESTIMATORS,
-                       help=f"SGVB estimator: closed-form KL (eq. 7) or Monte Carlo (eq. 6) "
-                            f"(default: {defaults.estimator})")
+                       help=f"the objective: SGVB with the closed-form KL (eq. 7) or Monte Carlo (eq. 6), or the "
+                            f"importance-weighted bound L_k = E[log (1/k) sum_i p(x,z_i)/q(z_i|x)] of Burda et al. "
+                            f"2015, k = --samples (IWAE; k = 1 is monte-carlo) (default: {defaults.estimator})")
+    parser.add_argument("--kl-warmup", type=non_negative_int, metavar="EPOCHS",
+                        help="KL warm-up: multiply the KL term by a weight rising linearly from 0 at the first step "
+                             "to 1 after EPOCHS epochs (Bowman et al. 2016; Sonderby et al. 2016); metrics.jsonl "
+                             "records the weight; the held-out loss always has weight 1 (the true bound) "
+                             f"(default: {defaults.kl_warmup}, no warm-up)")
     parser.add_argument("--binarize", action="store_const", const=True,
                        help="train on binary digits, x ~ Bernoulli(intensity) drawn afresh each epoch "
                             "(default: raw intensities)")

@@ -5,7 +5,9 @@ One run writes into its output directory:
 
 - ``metrics.jsonl``: one JSON object per epoch (``epoch``, ``step``, ``train_neg_elbo``,
   ``test_neg_elbo``, ``epoch_seconds``, ``steps_per_second``, and ``data`` and ``likelihood``, which
-  say what the losses, in nats per digit, were measured on);
+  say what the losses, in nats per digit, were measured on; with KL warm-up also ``kl_weight``, the
+  weight of the epoch's last step: ``train_neg_elbo`` is then the objective the steps minimized, the
+  KL term weighted, while ``test_neg_elbo`` is always the true negative bound, weight 1);
 - ``checkpoint.npz``: the model, the optimizer, the training generator's state, the position in the
   current epoch and the metrics so far, replaced atomically after every epoch and on Ctrl-C;
 - ``reconstructions.png``, ``samples.png``, ``loss.png``, and ``manifold.png`` for a 2-D latent space;
@@ -40,7 +42,7 @@ from ..vae import VAE
 from .checkpoint import (CheckpointError, RunState, data_checksum, load_checkpoint, read_checkpoint, run_optimizer,
                          save_checkpoint)
 from .config import (CHECKPOINT, FIGURES, MANIFOLD, METRICS, TrainConfig, bernoulli_sample, generator, held_out_targets,
-                     likelihood)
+                     kl_weight, likelihood)
 from .evaluation import held_out_negative_elbo
 from .progress import COMPILE_NOTE, Progress, bar as _bar, kernels_need_compiling
 from .run_figures import figure_names, figure_problems, write_figures
@@ -135,7 +137,7 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
     else:
         _refuse_existing_run(out, config)  # one may have been written meanwhile, by a run that held the folder
         rng = generator(config.seed, "training")
-        model = VAE(data.train_images.shape[1], config.hidden, config.latent_dim, rng=rng)
+        model = VAE(data.train_images.shape[1], config.hidden, config.latent_dim, config.activation, rng=rng)
         optimizer = run_optimizer(model, config)
         state = RunState(data_sha256=data_checksum(data))
     targets = held_out_targets(data, config)
@@ -143,7 +145,7 @@ def _train_in(config, out: Path, resume: bool, data, progress: Progress, after_s
                   f"{len(data.train_images)} training and {len(targets)} held-out digits, {data.source}")
     if kernels_need_compiling():
         progress.line(COMPILE_NOTE)
-    step = _training_step(model, optimizer, config, eager)
+    step = _training_step(model, optimizer, config, eager, math.ceil(len(data.train_images) / config.batch_size))
     try:
         while state.epoch < config.epochs:
             if interrupt.requested:
@@ -198,21 +200,29 @@ def _check_same_run(saved: TrainConfig, asked: TrainConfig, path: Path) -> None:
         raise CheckpointError(f"train: resuming {path} with different settings: {', '.join(differences)}")
 
 
-def _training_step(model, optimizer, config, eager: bool):
+def _training_step(model, optimizer, config, eager: bool, steps_per_epoch: int):
     """``step(x, rng, state) -> loss``: the captured step, or with ``eager`` the engine's walk at every step.
 
     Either raises ``TrainingDiverged`` for a non-finite loss or gradient, before any parameter changes.
+    With KL warm-up, the weight of each step (``kl_weight``) is the captured step's scalar argument
+    ``beta``: one program for the whole run, its weight an input, not a constant traced into it.
     """
     parameters = list(model.named_parameters())
     if eager:
-        return lambda x, rng, state: _step(model, optimizer, parameters, x, rng, config, state)
-    captured = capture_step(model, optimizer,
-                            lambda x, rng: model.negative_elbo(x, rng, config.samples, config.estimator))
+        return lambda x, rng, state: _step(model, optimizer, parameters, x, rng, config, state,
+                                           kl_weight(config, state.step, steps_per_epoch))
+    if not config.kl_warmup:
+        captured = capture_step(model, optimizer,
+                                lambda x, rng: model.negative_elbo(x, rng, config.samples, config.estimator))
+    else:
+        captured = capture_step(model, optimizer, lambda x, rng, beta: model.negative_elbo(
+            x, rng, config.samples, config.estimator, kl_weight=beta))
 
     def step(x, rng, state):
+        scalars = {"beta": kl_weight(config, state.step, steps_per_epoch)} if config.kl_warmup else {}
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported as a divergence instead
             try:
-                return captured(x, rng)
+                return captured(x, rng, **scalars)
             except NonFiniteError as err:
                 what = str(err).replace("the loss is", "the loss (negative ELBO) is")
                 raise TrainingDiverged(_divergence(what, state)) from None
@@ -243,11 +253,12 @@ def _train_epoch(config, images, step, rng, state: RunState, progress: Progress,
             raise KeyboardInterrupt
 
 
-def _step(model, optimizer, parameters, x, rng, config, state: RunState) -> float:
-    """One optimizer step on batch ``x``; its loss, after checking the loss and gradients are finite."""
+def _step(model, optimizer, parameters, x, rng, config, state: RunState, beta: float = 1.0) -> float:
+    """One optimizer step on batch ``x`` (KL weight ``beta``); its loss, after checking the loss and
+    gradients are finite."""
     optimizer.zero_grad()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite values are reported below
-        loss = model.negative_elbo(Tensor(x), rng, config.samples, config.estimator)
+        loss = model.negative_elbo(Tensor(x), rng, config.samples, config.estimator, kl_weight=beta)
         value = float(loss.data)
         if not math.isfinite(value):
             raise TrainingDiverged(_divergence(f"the loss (negative ELBO) is {value}", state))
@@ -272,6 +283,12 @@ def _last_saved(checkpoint_path: Path) -> str:
         return f"no {CHECKPOINT} was written"
     step = read_checkpoint(checkpoint_path, lambda archive, meta: meta["step"])
     return f"{checkpoint_path.name} keeps the last saved state (step {step})"
+
+
+def _warmup(config, metrics: dict, steps_per_epoch: int) -> dict:
+    """``{"kl_weight": β}`` of an epoch's last step with KL warm-up (from the schedule, so a resumed
+    run writes the same), or nothing."""
+    return {"kl_weight": kl_weight(config, metrics["step"] - 1, steps_per_epoch)} if config.kl_warmup else {}
 
 
 def _finish_epoch(config, out: Path, model, optimizer, rng, state: RunState, targets, progress: Progress,
@@ -303,7 +320,8 @@ def _write_outputs(out: Path, model, targets, history: list, config: TrainConfig
 
 def _metrics_records(history: list, config: TrainConfig, source: str | None) -> list:
     about = {"data": source, "likelihood": likelihood(config.binarize)}
-    return [{**metrics, **about} for metrics in history]
+    steps_per_epoch = history[0]["step"] if history else 1  # every epoch takes as many steps as the first
+    return [{**metrics, **_warmup(config, metrics, steps_per_epoch), **about} for metrics in history]
 
 
 def _outputs_behind(out: Path, history: list, config: TrainConfig) -> dict:
