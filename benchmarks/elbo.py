@@ -48,12 +48,13 @@ def held_out_neg_elbo(seed: int, epochs: int, data) -> dict:
 
 def torch_held_out_neg_elbo(seed: int, epochs: int, data, batch_size: int = 128) -> dict | None:
     """The same run in PyTorch: shuffled batches with the remainder kept, Adam 1e-3; None without torch."""
-    from benchmarks.contenders import torch_vae
-    built = torch_vae(seed=seed)
-    if built is None:
+    try:
+        import torch
+    except ImportError:
         return None
-    import torch
-    model, negative_elbo = built
+    from benchmarks.config import Config
+    from benchmarks.contenders import torch_vae
+    model, negative_elbo = torch_vae(Config(seed=seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_images, order = torch.from_numpy(data.train_images), np.random.default_rng(seed)
     started = time.perf_counter()

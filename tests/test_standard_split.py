@@ -68,3 +68,11 @@ def test_the_iwae_benchmark_trains_and_evaluates_the_three_models(mnist_dir, tmp
             assert 0 < measured["negative_log_likelihood"] <= measured["negative_elbo"] + 5
     out = capsys.readouterr().out
     assert "| IWAE k=5 |" in out and "the first 3 held-out ones" in out
+
+
+def test_the_elbo_benchmarks_pytorch_peer_trains_and_evaluates_the_same_model(mnist_dir):
+    pytest.importorskip("torch")
+    data = load_mnist(mnist_dir)
+    peer = elbo.torch_held_out_neg_elbo(seed=0, epochs=1, data=data, batch_size=100)
+    assert peer["seed"] == 0 and peer["training_seconds"] > 0
+    assert 50 < peer["test_neg_elbo"] < 550  # nats per digit after 3 steps: below the 784·log 2 = 543 of a coin
