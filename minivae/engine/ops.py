@@ -344,8 +344,11 @@ def abs_vjp(ctx, g):
 
 
 def _tie_split(g, winner: np.ndarray, tie: np.ndarray):
-    """Route ``g`` where ``winner`` holds; split it in half at ties."""
-    return where(tie, g * 0.5, g * winner)
+    """Route ``g`` where ``winner`` holds; split it in half at ties.
+
+    Selected, not multiplied by the mask: an infinite ``g`` at a loser gives 0 there, not 0·∞ = NaN.
+    """
+    return where(tie, g * 0.5, where(winner, g, 0))
 
 
 @primitive
@@ -388,7 +391,7 @@ def relu(x):
 
 @relu.defvjp
 def relu_vjp(ctx, g):
-    return (g * (value(ctx.inputs[0]) > 0),)
+    return (where(value(ctx.inputs[0]) > 0, g, 0),)  # selected: an infinite g where x <= 0 gives 0
 
 
 @primitive
@@ -494,7 +497,7 @@ def max_vjp(ctx, g):
     x = value(ctx.inputs[0])
     winners = x == _unreduce(value(ctx.ans), x.shape, ctx.axis, ctx.keepdims)
     share = (winners / winners.sum(axis=ctx.axis, keepdims=True)).astype(x.dtype)
-    return (_unreduce(g, x.shape, ctx.axis, ctx.keepdims) * share,)
+    return (where(winners, _unreduce(g, x.shape, ctx.axis, ctx.keepdims) * share, 0),)  # 0 at the losers
 
 
 def _max_as_constant(x: np.ndarray, axis) -> np.ndarray:
