@@ -265,6 +265,37 @@ def test_a_constant_made_from_the_batch_outside_the_engine_is_refused():
         capture_step(model, opt, leaky)(x, np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("compare", ["operator", "function"])
+def test_a_mask_from_the_engines_comparisons_is_recomputed_at_every_step(backend, compare):
+    # The first column of the first two batches is the same, of the third not: a mask kept from the
+    # recorded steps as a constant would pass the check of the second step and differ silently at the third.
+    xs = batches([4, 4, 4], input_dim=6)
+    xs[1][:, 0] = xs[0][:, 0]
+    xs[2][:, 0] = 1 - xs[0][:, 0]
+
+    def loss_of(model):
+        def loss(x, rng):
+            heavy = x[:, 0] > 0.5 if compare == "operator" else mv.greater(x[:, 0], np.float32(0.5))
+            weight = mv.where(heavy, np.float32(1.0), np.float32(0.25))
+            return -(model.reconstruction_log_likelihood(x, model.posterior(x).rsample(rng)) * weight).mean()
+        return loss
+
+    with kernels.use(backend):
+        eager_model, eager_optimizer = make(input_dim=6, hidden=(5,), latent=2)
+        model, opt = make(input_dim=6, hidden=(5,), latent=2)
+        step = capture_step(model, opt, loss_of(model))
+        eager_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
+        for x in xs:
+            eager_optimizer.zero_grad()
+            loss = loss_of(eager_model)(mv.Tensor(x), eager_rng)
+            loss.backward()
+            eager_optimizer.step()
+            assert step(x, rng) == float(loss.data)
+            assert_same(eager_model, model)
+        assert step.traces == 2
+
+
 def test_bad_arguments():
     model, opt = make()
     x, = batches([8])

@@ -663,13 +663,16 @@ def stack(tensors, axis: int = 0):
 
 # ------------------------------------------------------------------------ comparisons (no gradient)
 def _compare(ufunc):
+    """An op whose boolean result (a Tensor if an argument is one) has no gradient: it records no graph
+    (a boolean never requires grad), but it is an op application, so the captured step recomputes it
+    at every step instead of keeping the first step's mask as a constant."""
     def compare(x, y):
-        """A boolean array (a Tensor if an argument is one) that records no graph."""
-        arrays = as_arrays(ufunc.__name__, (x, y))
-        out = ufunc(*arrays)
-        return Tensor(out) if isinstance(x, Tensor) or isinstance(y, Tensor) else out
+        return ufunc(x, y)
     compare.__name__ = ufunc.__name__
-    return compare
+    compare.__doc__ = f"x {ufunc.__name__} y elementwise: a boolean array (a Tensor if an argument is one), no gradient."
+    op = Op(compare, backward_reads_values=False)
+    op.defvjp(lambda ctx, g: (None, None))
+    return op
 
 
 less, less_equal, greater, greater_equal, equal, not_equal = (

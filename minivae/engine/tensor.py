@@ -137,9 +137,10 @@ class Tensor:
 
     @classmethod
     def from_op(cls, data: np.ndarray, op, parents: tuple, static: dict, saved=None) -> "Tensor":
-        """The result of ``op``: it records its parents only when some parent requires grad."""
+        """The result of ``op``: it records its parents only when some parent requires grad (and never for a
+        result that is not floating-point, such as a comparison's booleans, which has no gradient)."""
         out = cls(data)
-        if _mode.enabled and any(p.requires_grad for p in parents):
+        if _mode.enabled and data.dtype.kind == "f" and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out.op, out.parents, out.static, out.saved = op, parents, static, saved
         if _forward.applications is not None:
