@@ -549,9 +549,13 @@ def sum_to_vjp(ctx, g):
     return (broadcast_to(g, shape=ctx.inputs[0].shape),)
 
 
-def _shifted(x, axis: int):
+def _shifted(x, axis: int, name: str):
     """x - m along ``axis``, m its maximum taken as a constant: exact for the largest terms, and the
-    result of softmax and log_softmax does not depend on m, so neither does their gradient."""
+    result of softmax and log_softmax does not depend on m, so neither does their gradient. ValueError
+    (naming ``name``) for an axis that is not an int in [-x.ndim, x.ndim)."""
+    ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: axis {axis!r} is not an axis of a {ndim}-d input")
     return x - _max_as_constant(value(x), axis)
 
 
@@ -559,7 +563,7 @@ def softmax(x, axis: int = -1):
     """exp(x) / Σ exp(x) along ``axis``, as exp(x - m) / Σ exp(x - m) with m the maximum: no exponential
     overflows, and no term of the size of m is rounded into the result (float64 inputs near 1e15
     sum to 1)."""
-    e = exp(_shifted(x, axis))
+    e = exp(_shifted(x, axis, "softmax"))
     return e / sum(e, axis=axis, keepdims=True)
 
 
@@ -567,7 +571,7 @@ def log_softmax(x, axis: int = -1):
     """x - log Σ exp(x) along ``axis``, as (x - m) - log Σ exp(x - m) with m the maximum: stable for any
     finite x, and as precise at 1e4 in float32 as near 0 (x - logsumexp(x) would round the log-sum to
     the ulp of m)."""
-    shifted = _shifted(x, axis)
+    shifted = _shifted(x, axis, "log_softmax")
     if shifted.shape[axis] == 0:  # nothing to normalise (and log Σ over no terms would warn of log 0)
         return shifted
     return shifted - log(sum(exp(shifted), axis=axis, keepdims=True))
