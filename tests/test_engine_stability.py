@@ -171,3 +171,18 @@ def test_linear_relu_fused_and_composite_agree_on_an_infinite_gradient_at_a_clip
         mv.sqrt(f(mv.Tensor(x), w, mv.Tensor(bias))).sum().backward()
         grads.append(w.grad)
     assert np.all(np.isfinite(grads[1])) and np.array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_the_derivative_of_sigmoid_keeps_its_relative_precision_in_both_tails(dtype, rtol):
+    # σ'(x) = σ(x) σ(-x) = e^-|x| / (1 + e^-|x|)²; σ(1 - σ) loses it for x > 0, where 1 - σ cancels. It is
+    # also the second derivative of softplus and (negated, at -x) of log_sigmoid.
+    x = np.array([-30.0, -20.0, -5.0, 0.0, 5.0, 20.0, 30.0], dtype)
+    e = np.exp(-np.abs(x.astype(np.float64)))
+    exact = e / (1 + e) ** 2
+    first = mv.grad(lambda t: mv.sigmoid(t).sum())(x)
+    np.testing.assert_allclose(first.data, exact, rtol=rtol, atol=0)
+    second = mv.grad(lambda t: mv.grad(lambda u: mv.softplus(u).sum())(t).sum())(x)
+    np.testing.assert_allclose(second.data, exact, rtol=rtol, atol=0)
+    second = mv.grad(lambda t: mv.grad(lambda u: mv.log_sigmoid(u).sum())(t).sum())(x)
+    np.testing.assert_allclose(second.data, -exact, rtol=rtol, atol=0)

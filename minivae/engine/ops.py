@@ -420,7 +420,9 @@ def sigmoid(x):
 
 @sigmoid.defvjp
 def sigmoid_vjp(ctx, g):
-    return (g * ctx.ans * (1 - ctx.ans),)
+    """σ'(x) = σ(x) σ(-x): both factors keep their relative precision (1 - σ(x) cancels for x > 0)."""
+    x, = ctx.inputs
+    return (g * ctx.ans * sigmoid(-x),)
 
 
 @primitive
