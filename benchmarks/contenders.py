@@ -7,11 +7,10 @@ over them), negative ELBO averaged over the batch, Adam (lr 1e-3, β = (0.9, 0.9
 Weights and biases start from U(−1/√fan_in, 1/√fan_in) (``torch.nn.Linear``'s default, and
 ``minivae.nn.Linear``'s).
 
-``CONTENDERS`` names every contender of ``python -m benchmarks.run``: its row label, the function
-that builds its step (``build(config, threads)`` returns a function that runs one step on a fixed
-batch and returns when the step is finished), the modules it needs (a peer whose modules are
-missing is left out with a note), and the environment of its process. A new contender is one
-entry there.
+``CONTENDERS`` names every contender: its row label, ``build(config)`` (returns a function that runs
+one step on a fixed batch and returns when the step is finished), the modules it needs (a peer whose
+modules are missing is left out with a note) and the environment of its process. A new contender is
+one entry there.
 """
 from __future__ import annotations
 
@@ -19,13 +18,13 @@ import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 import minivae as mv
+from benchmarks.config import Config
 
-DEFAULT = {"batch": 128, "hidden": 400, "latent": 20, "input_dim": 784, "samples": 1}
 LR, BETAS, EPS = 1e-3, (0.9, 0.999), 1e-8
 WITHOUT_VARIABLE = "MINIVAE_BENCH_WITHOUT"
 
@@ -40,187 +39,140 @@ def batch_of(batch: int, input_dim: int, seed: int = 0, chunk: int = 4096) -> np
     return images
 
 
-def layer_shapes(hidden: int = 400, latent: int = 20, input_dim: int = 784) -> list[tuple[str, int, int]]:
+def layer_shapes(c: Config) -> list[tuple[str, int, int]]:
     """``(name, in_features, out_features)`` of the five linear layers, in pytorch/examples' names."""
-    return [("fc1", input_dim, hidden), ("fc21", hidden, latent), ("fc22", hidden, latent),
-            ("fc3", latent, hidden), ("fc4", hidden, input_dim)]
+    return [("fc1", c.input_dim, c.hidden), ("fc21", c.hidden, c.latent), ("fc22", c.hidden, c.latent),
+            ("fc3", c.latent, c.hidden), ("fc4", c.hidden, c.input_dim)]
 
 
-def initial_parameters(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0) -> list:
+def initial_parameters(c: Config) -> list:
     """``[(W, b), ...]`` of the five layers, float32, W of shape (out, in), from U(−1/√in, 1/√in)."""
-    rng, parameters = np.random.default_rng(seed), []
-    for _, n_in, n_out in layer_shapes(hidden, latent, input_dim):
+    rng, parameters = np.random.default_rng(c.seed), []
+    for _, n_in, n_out in layer_shapes(c):
         bound = 1.0 / math.sqrt(n_in)
         parameters.append((rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
                            rng.uniform(-bound, bound, n_out).astype(np.float32)))
     return parameters
 
 
+def fixed_batch(trainer: Callable, to_input: Callable = lambda x: x) -> Callable:
+    """``build(config)`` of a contender: ``trainer(config)``'s step on one fixed batch (``to_input`` of it)."""
+    def build(c: Config):
+        step, x = trainer(c), to_input(batch_of(c.batch, c.input_dim, c.seed))
+        return lambda: step(x)
+    return build
+
+
 # ------------------------------------------------------------------------ minivae (its public API)
-def minivae_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, samples: int = 1):
-    """``step(x)``: one minivae step on the batch x (an array): zero_grad, negative ELBO, backward, Adam."""
-    model = mv.VAE(input_dim, (hidden,), latent, rng=seed)
+def minivae_trainer(c: Config):
+    """``step(x)``: one minivae step on the batch x (an array): zero_grad, negative ELBO, backward, Adam;
+    the kernels are those of MINIVAE_KERNELS."""
+    model = mv.VAE(c.input_dim, (c.hidden,), c.latent, rng=c.seed)
     optimizer = mv.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(c.seed)
 
     def step(x):
         optimizer.zero_grad()
-        model.negative_elbo(mv.Tensor(x), rng, samples=samples).backward()
+        model.negative_elbo(mv.Tensor(x), rng, samples=c.samples).backward()
         optimizer.step()
     return step
 
 
-def minivae_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
-                 samples: int = 1, threads: int = 2):
-    """One minivae step on a fixed batch (the kernels are those of MINIVAE_KERNELS)."""
-    step, x = minivae_trainer(hidden, latent, input_dim, seed, samples), batch_of(batch, input_dim, seed)
-    return lambda: step(x)
-
-
-def minivae_captured_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784,
-                          seed: int = 0, samples: int = 1, threads: int = 2):
-    """One step of minivae's captured training step (``minivae.capture``) on a fixed batch: the same
-    model, loss and Adam as ``minivae_step``, traced once and replayed on arrays."""
+def minivae_captured_trainer(c: Config):
+    """``step(x)``: the same model, loss and Adam through ``minivae.capture``: traced once, replayed on arrays."""
     from minivae.capture import capture_step
-    model = mv.VAE(input_dim, (hidden,), latent, rng=seed)
+    model = mv.VAE(c.input_dim, (c.hidden,), c.latent, rng=c.seed)
     optimizer = mv.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
-    rng, x = np.random.default_rng(seed), batch_of(batch, input_dim, seed)
-    step = capture_step(model, optimizer, lambda batch_x, r: model.negative_elbo(batch_x, r, samples=samples))
-    return lambda: step(x, rng)
-
-
-def minivae_phases(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
-                   samples: int = 1, threads: int = 2):
-    """The same step cut into its phases, each a function: forward, backward, optimizer."""
-    model = mv.VAE(input_dim, (hidden,), latent, rng=seed)
-    optimizer = mv.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
-    x, rng = mv.Tensor(batch_of(batch, input_dim, seed)), np.random.default_rng(seed)
-    graph = {}
-
-    def forward():
-        optimizer.zero_grad()
-        graph["loss"] = model.negative_elbo(x, rng, samples=samples)
-
-    def backward():
-        graph.pop("loss").backward()
-    return {"forward": forward, "backward": backward, "optimizer": optimizer.step}
+    rng = np.random.default_rng(c.seed)
+    step = capture_step(model, optimizer, lambda x, r: model.negative_elbo(x, r, samples=c.samples))
+    return lambda x: step(x, rng)
 
 
 # ------------------------------------------------------------------------ the floor
-def floor_products(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784,
-                   samples: int = 1) -> list[tuple[int, int, int, bool]]:
+def floor_products(c: Config) -> list[tuple[int, int, int, bool]]:
     """``(rows, in, out, input gradient wanted)`` of each layer's products in one step.
 
     The encoder sees the batch; the decoder sees S samples of z per example, S × batch rows.
     """
-    rows = {"fc1": batch, "fc21": batch, "fc22": batch, "fc3": samples * batch, "fc4": samples * batch}
-    return [(rows[name], n_in, n_out, name != "fc1") for name, n_in, n_out in layer_shapes(hidden, latent, input_dim)]
+    rows = {"fc1": c.batch, "fc21": c.batch, "fc22": c.batch, "fc3": c.samples * c.batch, "fc4": c.samples * c.batch}
+    return [(rows[name], n_in, n_out, name != "fc1") for name, n_in, n_out in layer_shapes(c)]
 
 
-def floor_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
-               samples: int = 1, threads: int = 2):
+def floor_step(c: Config):
     """The matrix products of one minivae step alone, same shapes and transposes, into preallocated outputs.
 
     Forward: x Wᵀ for the five layers (W is (out, in)). Backward: gᵀ x for the five weight
     gradients and g W for the input gradients of every layer but the first (x needs none). All
     are 2-D products; the decoder's have S × batch rows.
     """
-    rng, f32 = np.random.default_rng(seed), np.float32
-    products = floor_products(batch, hidden, latent, input_dim, samples)
+    rng, f32 = np.random.default_rng(c.seed), np.float32
+    products = floor_products(c)
     weights = [rng.standard_normal((n_out, n_in)).astype(f32) for _, n_in, n_out, _ in products]
-    inputs = [batch_of(batch, input_dim, seed)] + [rng.standard_normal((rows, n_in)).astype(f32)
-                                                   for rows, n_in, _, _ in products[1:]]
+    inputs = [batch_of(c.batch, c.input_dim, c.seed)] + [rng.standard_normal((rows, n_in)).astype(f32)
+                                                         for rows, n_in, _, _ in products[1:]]
     grads = [rng.standard_normal((rows, n_out)).astype(f32) for rows, _, n_out, _ in products]
     outputs = [np.empty((rows, n_out), f32) for rows, _, n_out, _ in products]
     weight_grads = [np.empty_like(w) for w in weights]
-    input_grads = [np.empty((rows, n_in), f32) for rows, n_in, _, _ in products]
-    wanted = [want for *_, want in products]
+    input_grads = [np.empty((rows, n_in), f32) if wanted else None for rows, n_in, _, wanted in products]
 
     def step():
         for x, w, y in zip(inputs, weights, outputs):
             np.matmul(x, w.T, out=y)
-        for i, (x, w, g) in enumerate(zip(inputs, weights, grads)):
-            np.matmul(g.T, x, out=weight_grads[i])
-            if wanted[i]:
-                np.matmul(g, w, out=input_grads[i])
+        for x, w, g, weight_grad, input_grad in zip(inputs, weights, grads, weight_grads, input_grads):
+            np.matmul(g.T, x, out=weight_grad)
+            if input_grad is not None:
+                np.matmul(g, w, out=input_grad)
     return step
 
 
-def floor_flops(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, samples: int = 1) -> int:
+def floor_flops(c: Config) -> int:
     """Floating-point operations of the floor's products (2·m·k·n each)."""
-    total = 0
-    for rows, n_in, n_out, wanted in floor_products(batch, hidden, latent, input_dim, samples):
-        total += 2 * rows * n_in * n_out * (3 if wanted else 2)
-    return total
+    return sum(2 * rows * n_in * n_out * (3 if wanted else 2) for rows, n_in, n_out, wanted in floor_products(c))
 
 
-def floor_product_count(samples: int = 1) -> int:
-    return sum(3 if wanted else 2 for *_, wanted in floor_products(samples=samples))
+def floor_product_count(c: Config) -> int:
+    return sum(3 if wanted else 2 for *_, wanted in floor_products(c))
 
 
 # ------------------------------------------------------------------------ PyTorch
-def torch_vae(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, threads: int = 2,
-              samples: int = 1, parameters=None):
-    """``(model, negative_elbo)`` in PyTorch eager (float32, CPU, ``threads`` intra-op threads); None without torch.
+def torch_vae(c: Config, parameters=None):
+    """``(model, negative_elbo)`` in PyTorch eager (float32, CPU, ``c.threads`` intra-op threads).
 
     ``negative_elbo(x, eps=None)`` is the per-example negative ELBO (Bernoulli likelihood with logits,
-    closed-form KL, ``samples`` draws of z per example; ``eps`` the standard normal draws, of shape
+    closed-form KL, ``c.samples`` draws of z per example; ``eps`` the standard normal draws, of shape
     (samples, batch, latent), drawn here if None) of the batch x, a tensor of shape (batch,). ``parameters``
     (from ``initial_parameters``) replaces PyTorch's own initialisation (the same scheme, other draws).
     """
-    try:
-        import torch
-    except ImportError:
-        return None
+    import torch
     import torch.nn.functional as F
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-
-    class VAE(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.fc21, self.fc22 = (torch.nn.Linear(input_dim, hidden), torch.nn.Linear(hidden, latent),
-                                              torch.nn.Linear(hidden, latent))
-            self.fc3, self.fc4 = torch.nn.Linear(latent, hidden), torch.nn.Linear(hidden, input_dim)
-
-        def forward(self, x, eps=None):
-            h = F.relu(self.fc1(x))
-            mu, logvar = self.fc21(h), self.fc22(h)
-            if eps is None:
-                eps = torch.randn((samples, *mu.shape), dtype=mu.dtype) if samples > 1 else torch.randn_like(mu)
-            z = mu + torch.exp(0.5 * logvar) * eps
-            return self.fc4(F.relu(self.fc3(z))), mu, logvar
-
-    model = VAE()
+    torch.set_num_threads(c.threads)
+    torch.manual_seed(c.seed)
+    layers = torch.nn.ModuleList(torch.nn.Linear(n_in, n_out) for _, n_in, n_out in layer_shapes(c))
     if parameters is not None:
         with torch.no_grad():
-            for layer, (weight, bias) in zip((model.fc1, model.fc21, model.fc22, model.fc3, model.fc4), parameters):
+            for layer, (weight, bias) in zip(layers, parameters):
                 layer.weight.copy_(torch.from_numpy(weight))
                 layer.bias.copy_(torch.from_numpy(bias))
+    fc1, fc21, fc22, fc3, fc4 = layers
 
     def negative_elbo(x, eps=None):
-        logits, mu, logvar = model(x, eps)
-        target = x.expand_as(logits) if samples > 1 else x
-        reconstruction = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
-        if samples > 1:
+        h = F.relu(fc1(x))
+        mu, logvar = fc21(h), fc22(h)
+        if eps is None:
+            eps = torch.randn((c.samples, *mu.shape), dtype=mu.dtype) if c.samples > 1 else torch.randn_like(mu)
+        logits = fc4(F.relu(fc3(mu + torch.exp(0.5 * logvar) * eps)))
+        reconstruction = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        if c.samples > 1:
             reconstruction = reconstruction.mean(dim=0)
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
-        return reconstruction + kl
-    return model, negative_elbo
+        return reconstruction - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+    return layers, negative_elbo
 
 
-def torch_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, threads: int = 2,
-                  samples: int = 1, compile: bool = False):
-    """``step(x)``: the same step in PyTorch (float32, CPU, ``threads`` intra-op threads); None without torch.
-
-    With ``compile``, the whole step (zero_grad, loss, backward, Adam) goes through ``torch.compile``.
-    """
-    built = torch_vae(hidden, latent, input_dim, seed, threads, samples,
-                      initial_parameters(hidden, latent, input_dim, seed))
-    if built is None:
-        return None
+def torch_trainer(c: Config, compile: bool = False):
+    """``step(x)``: the same step in PyTorch; with ``compile``, the whole step (zero_grad, loss, backward,
+    Adam) goes through ``torch.compile``, which compiles on the first call."""
     import torch
-    model, negative_elbo = built
+    model, negative_elbo = torch_vae(c, initial_parameters(c))
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
 
     def step(x):
@@ -234,23 +186,8 @@ def torch_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, see
         for limit in ("cache_size_limit", "recompile_limit"):
             if hasattr(torch._dynamo.config, limit):
                 setattr(torch._dynamo.config, limit, 64)
-    compiled = torch.compile(step, dynamic=False) if compile else step
-    return lambda x: compiled(torch.from_numpy(x))
-
-
-def torch_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
-               samples: int = 1, threads: int = 2):
-    """One PyTorch eager step on a fixed batch; None without torch."""
-    step, x = torch_trainer(hidden, latent, input_dim, seed, threads, samples), batch_of(batch, input_dim, seed)
-    return None if step is None else (lambda: step(x))
-
-
-def torch_compile_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
-                       samples: int = 1, threads: int = 2):
-    """One step of ``torch.compile`` of the whole step on a fixed batch (compiled on the first call)."""
-    step = torch_trainer(hidden, latent, input_dim, seed, threads, samples, compile=True)
-    x = batch_of(batch, input_dim, seed)
-    return lambda: step(x)
+        step = torch.compile(step, dynamic=False)
+    return lambda x: step(torch.from_numpy(x))
 
 
 # ------------------------------------------------------------------------ JAX
@@ -270,42 +207,38 @@ def jax_negative_elbo(params, x, eps):
     return jnp.mean(reconstruction + kl)
 
 
-def jax_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, samples: int = 1):
+def jax_trainer(c: Config):
     """``step(x)``: the whole step (loss, gradient, Adam) as one ``jax.jit`` function; returns when it is done."""
     import jax
     import jax.numpy as jnp
+    tree_map = jax.tree_util.tree_map
 
     def update(state, x):
         params, m, v, t, key = state
         key, sub = jax.random.split(key)
-        eps = jax.random.normal(sub, (samples, x.shape[0], latent), x.dtype)
+        eps = jax.random.normal(sub, (c.samples, x.shape[0], c.latent), x.dtype)
         grads = jax.grad(jax_negative_elbo)(params, x, eps)
         t = t + 1
-        m = jax.tree_util.tree_map(lambda m, g: BETAS[0] * m + (1 - BETAS[0]) * g, m, grads)
-        v = jax.tree_util.tree_map(lambda v, g: BETAS[1] * v + (1 - BETAS[1]) * g * g, v, grads)
-        step_size = LR / (1 - BETAS[0] ** t)
-        root_correction = jnp.sqrt(1 - BETAS[1] ** t)
-        params = jax.tree_util.tree_map(lambda p, m, v: p - step_size * m / (jnp.sqrt(v) / root_correction + EPS),
-                                        params, m, v)
+        m = tree_map(lambda m, g: BETAS[0] * m + (1 - BETAS[0]) * g, m, grads)
+        v = tree_map(lambda v, g: BETAS[1] * v + (1 - BETAS[1]) * g * g, v, grads)
+        step_size, root_correction = LR / (1 - BETAS[0] ** t), jnp.sqrt(1 - BETAS[1] ** t)
+        params = tree_map(lambda p, m, v: p - step_size * m / (jnp.sqrt(v) / root_correction + EPS), params, m, v)
         return params, m, v, t, key
 
     update = jax.jit(update, donate_argnums=0)
-    params = [tuple(jnp.asarray(a) for a in layer) for layer in initial_parameters(hidden, latent, input_dim, seed)]
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    state = [(params, zeros, jax.tree_util.tree_map(jnp.zeros_like, params), jnp.float32(0),
-              jax.random.PRNGKey(seed))]
+    params = [tuple(jnp.asarray(a) for a in layer) for layer in initial_parameters(c)]
+    state = [(params, tree_map(jnp.zeros_like, params), tree_map(jnp.zeros_like, params), jnp.float32(0),
+              jax.random.PRNGKey(c.seed))]
 
     def step(x):
         state[0] = jax.block_until_ready(update(state[0], x))
     return step
 
 
-def jax_jit_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
-                 samples: int = 1, threads: int = 2):
-    """One step of the jitted JAX step on a fixed batch (on the device once, as minivae's is wrapped once)."""
+def on_device(x):
+    """The batch as a JAX array, put on the device once (as minivae's is wrapped once)."""
     import jax.numpy as jnp
-    step, x = jax_trainer(hidden, latent, input_dim, seed, samples), jnp.asarray(batch_of(batch, input_dim, seed))
-    return lambda: step(x)
+    return jnp.asarray(x)
 
 
 # ------------------------------------------------------------------------ HIPS autograd
@@ -323,19 +256,18 @@ def autograd_negative_elbo(params, x, eps):
     return anp.mean(reconstruction + kl)
 
 
-def autograd_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0, samples: int = 1):
+def autograd_trainer(c: Config):
     """``step(x)``: the step with HIPS autograd's ``grad`` over NumPy, and Adam in NumPy array expressions."""
     from autograd import grad
 
     gradient = grad(autograd_negative_elbo)
-    params = [list(layer) for layer in initial_parameters(hidden, latent, input_dim, seed)]
+    params = [list(layer) for layer in initial_parameters(c)]
     m = [[np.zeros_like(a) for a in layer] for layer in params]
     v = [[np.zeros_like(a) for a in layer] for layer in params]
-    rng, t = np.random.default_rng(seed), [0]
+    rng, t = np.random.default_rng(c.seed), [0]
 
     def step(x):
-        eps = rng.standard_normal((samples, x.shape[0], latent), dtype=np.float32)
-        grads = gradient(params, x, eps)
+        grads = gradient(params, x, rng.standard_normal((c.samples, x.shape[0], c.latent), dtype=np.float32))
         t[0] += 1
         step_size = np.float32(LR / (1 - BETAS[0] ** t[0]))
         root_correction = np.float32(math.sqrt(1 - BETAS[1] ** t[0]))
@@ -347,27 +279,7 @@ def autograd_trainer(hidden: int = 400, latent: int = 20, input_dim: int = 784, 
     return step
 
 
-def autograd_step(batch: int = 128, hidden: int = 400, latent: int = 20, input_dim: int = 784, seed: int = 0,
-                  samples: int = 1, threads: int = 2):
-    """One HIPS autograd step on a fixed batch."""
-    step, x = autograd_trainer(hidden, latent, input_dim, seed, samples), batch_of(batch, input_dim, seed)
-    return lambda: step(x)
-
-
 # ------------------------------------------------------------------------ evaluation (k importance samples)
-def minivae_evaluate(digits: int = 16, k: int = 5000, hidden: int = 400, latent: int = 20, seed: int = 0,
-                     threads: int = 2, **_):
-    """``VAE.importance_weighted_log_likelihood`` over the first ``digits`` held-out digits of the embedded
-    MNIST set, called as ``minivae evaluate`` calls it: 500 samples at a time, 16 digits per call."""
-    from minivae.data import load_mnist
-    images = load_mnist().test_images[:digits]
-    model = mv.VAE(images.shape[1], (hidden,), latent, rng=seed)
-    rng = np.random.default_rng(seed)
-    chunk, per_call = evaluation_chunks(k)
-    return lambda: [model.importance_weighted_log_likelihood(images[first:first + per_call], rng, k=k, chunk=chunk)
-                    for first in range(0, digits, per_call)]
-
-
 def evaluation_chunks(k: int) -> tuple[int, int]:
     """(samples per chunk, digits per call) of ``minivae evaluate``: 500 samples at a time, 8,000 rows a call."""
     from minivae.training import IW_CHUNK, IW_SAMPLES_PER_CALL
@@ -375,63 +287,70 @@ def evaluation_chunks(k: int) -> tuple[int, int]:
     return chunk, max(1, IW_SAMPLES_PER_CALL // chunk)
 
 
-def evaluate_floor(digits: int = 16, k: int = 5000, hidden: int = 400, latent: int = 20, input_dim: int = 784,
-                   seed: int = 0, threads: int = 2, **_):
-    """The products of that evaluation alone, as 2-D products into preallocated outputs: per call, the
-    encoder's three on the call's digits, and per chunk of samples the decoder's two on
-    chunk × digits rows."""
-    rng, f32 = np.random.default_rng(seed), np.float32
-    chunk, per_call = evaluation_chunks(k)
-    shapes = {name: (n_in, n_out) for name, n_in, n_out in layer_shapes(hidden, latent, input_dim)}
-    w = {name: rng.standard_normal((n_out, n_in)).astype(f32) for name, (n_in, n_out) in shapes.items()}
-    calls = [min(per_call, digits - first) for first in range(0, digits, per_call)]
-    buffers = {}
-    for n in set(calls):
-        for s in {min(chunk, k - start) for start in range(0, k, chunk)}:
-            buffers[n, s] = {"x": batch_of(n, input_dim, seed), "h": np.empty((n, hidden), f32),
-                             "mu": np.empty((n, latent), f32), "logvar": np.empty((n, latent), f32),
-                             "z": rng.standard_normal((s * n, latent)).astype(f32),
-                             "hd": np.empty((s * n, hidden), f32), "logits": np.empty((s * n, input_dim), f32)}
+def minivae_evaluate(c: Config):
+    """``VAE.importance_weighted_log_likelihood`` with k = ``c.samples`` over the first ``c.batch`` held-out
+    digits of the embedded MNIST set, called as ``minivae evaluate`` calls it (chunks of samples, a few
+    digits per call)."""
+    from minivae.data import load_mnist
+    images = load_mnist().test_images[:c.batch]
+    model = mv.VAE(images.shape[1], (c.hidden,), c.latent, rng=c.seed)
+    rng = np.random.default_rng(c.seed)
+    chunk, per_call = evaluation_chunks(c.samples)
+    return lambda: [model.importance_weighted_log_likelihood(images[first:first + per_call], rng, k=c.samples,
+                                                             chunk=chunk) for first in range(0, c.batch, per_call)]
+
+
+def evaluate_floor(c: Config):
+    """The products of that evaluation alone, into preallocated outputs: per call, the encoder's three on
+    the call's digits, and per chunk of samples the decoder's two on chunk × digits rows."""
+    rng, f32 = np.random.default_rng(c.seed), np.float32
+    chunk, per_call = evaluation_chunks(c.samples)
+    w = {name: rng.standard_normal((n_out, n_in)).astype(f32) for name, n_in, n_out in layer_shapes(c)}
+    calls = [min(per_call, c.batch - first) for first in range(0, c.batch, per_call)]
+    chunks = [min(chunk, c.samples - start) for start in range(0, c.samples, chunk)]
+    buffers = {(n, s): {"x": batch_of(n, c.input_dim, c.seed), "h": np.empty((n, c.hidden), f32),
+                        "mu": np.empty((n, c.latent), f32), "logvar": np.empty((n, c.latent), f32),
+                        "z": rng.standard_normal((s * n, c.latent)).astype(f32),
+                        "hd": np.empty((s * n, c.hidden), f32), "logits": np.empty((s * n, c.input_dim), f32)}
+               for n in set(calls) for s in set(chunks)}
 
     def evaluate():
         for n in calls:
-            b = buffers[n, min(chunk, k)]
+            b = buffers[n, chunks[0]]
             np.matmul(b["x"], w["fc1"].T, out=b["h"])
             np.matmul(b["h"], w["fc21"].T, out=b["mu"])
             np.matmul(b["h"], w["fc22"].T, out=b["logvar"])
-            for start in range(0, k, chunk):
-                d = buffers[n, min(chunk, k - start)]
-                np.matmul(d["z"], w["fc3"].T, out=d["hd"])
-                np.matmul(d["hd"], w["fc4"].T, out=d["logits"])
+            for s in chunks:
+                np.matmul(buffers[n, s]["z"], w["fc3"].T, out=buffers[n, s]["hd"])
+                np.matmul(buffers[n, s]["hd"], w["fc4"].T, out=buffers[n, s]["logits"])
     return evaluate
 
 
 # ------------------------------------------------------------------------ the registry
 @dataclass(frozen=True)
 class Contender:
-    """A row of the benchmark: ``build(**config, threads=n)`` returns a function that runs one step."""
+    """A row of the benchmark: ``build(config)`` returns a function that runs one step (or evaluation)."""
 
     label: str
-    build: Callable
+    build: Callable[[Config], Callable[[], object]]
     requires: tuple = ()
     env: dict = field(default_factory=dict)
-    peer: bool = False
     step: bool = True  # a training step (the step and scaling sections), else the evaluation's
 
 
+NUMBA, REFERENCE = {"MINIVAE_KERNELS": "numba"}, {"MINIVAE_KERNELS": "reference"}
 CONTENDERS = {
-    "minivae": Contender("minivae (numba)", minivae_step, env={"MINIVAE_KERNELS": "numba"}),
-    "minivae-captured": Contender("minivae captured (numba)", minivae_captured_step, env={"MINIVAE_KERNELS": "numba"}),
-    "minivae-reference": Contender("minivae (reference compositions)", minivae_step,
-                                   env={"MINIVAE_KERNELS": "reference"}),
+    "minivae": Contender("minivae (numba)", fixed_batch(minivae_trainer), env=NUMBA),
+    "minivae-captured": Contender("minivae captured (numba)", fixed_batch(minivae_captured_trainer), env=NUMBA),
+    "minivae-reference": Contender("minivae (reference compositions)", fixed_batch(minivae_trainer), env=REFERENCE),
     "floor": Contender("floor (matrix products)", floor_step),
-    "torch": Contender("pytorch eager", torch_step, requires=("torch",), peer=True),
-    "torch-compile": Contender("torch.compile (whole step)", torch_compile_step, requires=("torch",), peer=True),
-    "jax-jit": Contender("jax.jit (whole step)", jax_jit_step, requires=("jax", "jaxlib"), peer=True),
-    "autograd": Contender("hips autograd", autograd_step, requires=("autograd",), peer=True),
+    "torch": Contender("pytorch eager", fixed_batch(torch_trainer), requires=("torch",)),
+    "torch-compile": Contender("torch.compile (whole step)", fixed_batch(lambda c: torch_trainer(c, compile=True)),
+                               requires=("torch",)),
+    "jax-jit": Contender("jax.jit (whole step)", fixed_batch(jax_trainer, on_device), requires=("jax", "jaxlib")),
+    "autograd": Contender("hips autograd", fixed_batch(autograd_trainer), requires=("autograd",)),
     # Not training steps: the evaluation section's pair.
-    "minivae-evaluate": Contender("minivae evaluate (k importance samples)", minivae_evaluate,
-                                  env={"MINIVAE_KERNELS": "numba"}, step=False),
+    "minivae-evaluate": Contender("minivae evaluate (k importance samples)", minivae_evaluate, env=NUMBA, step=False),
     "evaluate-floor": Contender("floor (encoder and decoder products)", evaluate_floor, step=False),
 }
 STEP_CONTENDERS = tuple(name for name, contender in CONTENDERS.items() if contender.step)

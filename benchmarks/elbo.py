@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     mean = statistics.mean(run["test_neg_elbo"] for run in runs)
     peer_mean = statistics.mean(peer["test_neg_elbo"] for peer in peers) if peers else None
 
-    print("\n| seed | minivae held-out −ELBO (nats) | minivae training s | pytorch held-out −ELBO (nats) | pytorch training s |"
+    print("\n| seed | minivae held-out −ELBO (nats) | minivae training s "
+          "| pytorch held-out −ELBO (nats) | pytorch training s |"
           "\n|---|---|---|---|---|")
     for run, peer in itertools.zip_longest(runs, peers):
         peer_cells = f"{peer['test_neg_elbo']:.2f} | {peer['training_seconds']:.1f}" if peer else "– | –"

@@ -1,9 +1,10 @@
 """One-off measurements in a fresh process, printed as JSON: ``python -m benchmarks.oneshot MODE``.
 
+- ``kernels CALLS``: ``benchmarks.micro.time_kernels``: each fused function against its composition.
 - ``first-step``: import minivae, build the model, run one step; the wall-clock time (``time.time``)
   when the step finished, and how long the import and the step took. With a fresh
   NUMBA_CACHE_DIR the step includes compiling the kernels.
-- ``profile STEPS``: where a minivae step's time goes: every op's forward and backward and the
+- ``profile STEPS CONFIG_JSON``: where a minivae step's time goes: every op's forward and backward and the
   Adam updates, timed by wrapping ``Op.__call__``, ``Op.backward`` and ``Adam.update`` (and a fused
   implementation that is a plain function rather than an op), in seconds per step; a call inside a
   timed one counts as part of it (the wrapping itself adds about a microsecond per call).
@@ -44,19 +45,22 @@ def peak_rss_mib() -> float:
 
 def first_step() -> dict:
     start = time.perf_counter()
-    from . import contenders
+    from benchmarks.config import Config
+    from benchmarks.contenders import CONTENDERS
     imported = time.perf_counter()
-    contenders.minivae_step()()
+    CONTENDERS["minivae"].build(Config())()
     return {"import_s": imported - start, "first_step_s": time.perf_counter() - imported, "finished_at": time.time()}
 
 
 def epoch(contender: str, examples: int, batch: int = 128) -> dict:
-    from . import contenders
+    from benchmarks import contenders
+    from benchmarks.config import Config
     if contender == "torch":
         import torch  # noqa: F401  (its import counts with the imports)
     imported = peak_rss_mib()
     data = contenders.batch_of(examples, 784)
-    step = contenders.minivae_trainer() if contender == "minivae" else contenders.torch_trainer()
+    config = Config(threads=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    step = contenders.minivae_trainer(config) if contender == "minivae" else contenders.torch_trainer(config)
     ready = peak_rss_mib()
     start = time.perf_counter()
     step(data[:batch])
@@ -68,12 +72,12 @@ def epoch(contender: str, examples: int, batch: int = 128) -> dict:
             "peak_rss_mib": peak_rss_mib()}
 
 
-def train_order(seed: int, n: int, hidden: int = 400, latent: int = 20, input_dim: int = 784):
+def train_order(config, n: int):
     """The first epoch's batch order of ``minivae train``: its generator makes the model, then permutes the digits."""
     import minivae as mv
     from minivae.training import generator
-    rng = generator(seed, "training")
-    mv.VAE(input_dim, (hidden,), latent, rng=rng)
+    rng = generator(config.seed, "training")
+    mv.VAE(config.input_dim, (config.hidden,), config.latent, rng=rng)
     return rng.permutation(n)
 
 
@@ -98,11 +102,11 @@ def train(contender: str, epochs: int, batch: int = 128, seed: int = 0) -> dict:
         times = [b - a for e in range(epochs) for a, b in zip(stamps[e * per_epoch:(e + 1) * per_epoch],
                                                               stamps[e * per_epoch + 1:(e + 1) * per_epoch])]
         return {"step_times_s": times, "digits": len(images), "epochs": epochs}
-    from . import contenders
-    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
-    step = (contenders.torch_trainer(threads=threads, seed=seed) if contender == "torch"
-            else contenders.jax_trainer(seed=seed))
-    order, times = train_order(seed, len(images)), []
+    from benchmarks import contenders
+    from benchmarks.config import Config
+    config = Config(batch=batch, seed=seed, threads=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    step = contenders.torch_trainer(config) if contender == "torch" else contenders.jax_trainer(config)
+    order, times = train_order(config, len(images)), []
     for epoch in range(epochs):
         permutation = order if epoch == 0 else np.random.default_rng([seed, epoch]).permutation(len(images))
         for position in range(per_epoch):
@@ -113,18 +117,18 @@ def train(contender: str, epochs: int, batch: int = 128, seed: int = 0) -> dict:
     return {"step_times_s": times, "digits": len(images), "epochs": epochs}
 
 
-def profile(steps: int, **config) -> dict:
-    """Seconds per step of each part of ``steps`` minivae steps (``config``: ``minivae_step``'s arguments);
-    the wrapped methods are restored afterwards."""
+def profile(steps: int, config=None) -> dict:
+    """Seconds per step of each part of ``steps`` minivae steps (of ``config``, a ``benchmarks.config.Config``,
+    default the default model's); the wrapped methods are restored afterwards."""
     import functools
     from collections import defaultdict
 
+    from benchmarks.config import Config
+    from benchmarks.contenders import CONTENDERS
     from minivae import functions
     from minivae.engine.ops import Op
     from minivae.optim import Adam
-
-    from . import contenders
-    step = contenders.minivae_step(**config)
+    step = CONTENDERS["minivae"].build(config or Config())
     for _ in range(20):
         step()
     spent, depth = defaultdict(float), [0]
@@ -178,12 +182,16 @@ if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "first-step":
         result = first_step()
+    elif mode == "kernels":
+        from benchmarks.micro import time_kernels
+        result = time_kernels(int(args[0]))
     elif mode == "train":
-        from .worker import limit_cpus
+        from benchmarks.worker import limit_cpus
         limit_cpus(int(os.environ.get("OMP_NUM_THREADS", "2")))
         result = train(args[0], int(args[1]))
     elif mode == "profile":
-        result = profile(int(args[0]))
+        from benchmarks.config import Config
+        result = profile(int(args[0]), Config(**json.loads(args[1])))
     else:
         result = epoch(args[0], int(args[1]))
     print(json.dumps(result))

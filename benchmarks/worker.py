@@ -1,30 +1,38 @@
-"""A benchmark contender in its own process: ``python -m benchmarks.worker CONTENDER CONFIGS_JSON``.
-
-CONFIGS_JSON is a list of configurations (keyword arguments of the contender's ``build``). The
-worker answers each JSON line read from stdin with one JSON line:
-
-- ``{"build": i, "warmup": w}``: build configuration i and run w untimed steps (a compiling
-  contender compiles here); answers ``{"build_s": seconds, "first_step_s": seconds}``.
-- ``{"config": i, "warmup": w, "steps": n}``: w untimed steps, then n timed ones; answers the list
-  of their times in seconds (for ``phases``, an object of such lists, one per phase).
-
-An empty line or the end of input ends the process. A contender that fails to build answers
-``{"error": "..."}`` and the process exits. The answers go to the original stdout; anything a library
-prints goes to stderr instead, so it cannot break the exchange.
+"""Each contender in its own process, ``python -m benchmarks.worker NAME``: built once, then timed turn by
+turn as the parent asks.
 
 One process per contender keeps each library's thread pools apart (PyTorch's OpenMP threads, XLA's
 and OpenBLAS's would otherwise compete for the same two cores); the parent alternates between the
-processes, which wait blocked on their input meanwhile. Thread counts come from the environment
-the parent sets (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, ...); with fewer threads than CPUs the
-process is also pinned to that many CPUs, which is what bounds XLA's pool.
+processes, which wait blocked on their input meanwhile. A process starts with its contender's
+environment (thread counts, MINIVAE_KERNELS), and with fewer threads than CPUs it is pinned to that
+many CPUs, which is what bounds XLA's pool. Commands and answers are pickled on stdin and stdout;
+whatever a library prints goes to stderr, a log file whose last line is reported if the process ends.
 """
 from __future__ import annotations
 
-import json
 import os
+import pickle
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
+from pathlib import Path
+
+from benchmarks.config import THREAD_VARIABLES, Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerFailed(RuntimeError):
+    """A contender's process failed to build or to run its step, or ended."""
+
+
+def thread_env(threads: int, **extra) -> dict:
+    """This environment with every thread pool (OpenBLAS, OpenMP/PyTorch, Numba) set to ``threads``."""
+    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 def limit_cpus(threads: int) -> None:
@@ -37,66 +45,95 @@ def limit_cpus(threads: int) -> None:
         pass
 
 
-def build(name: str, config: dict, threads: int):
-    from . import contenders
-    if name == "phases":
-        return contenders.minivae_phases(**config, threads=threads)
-    if name not in contenders.CONTENDERS:
-        raise SystemExit(f"benchmarks.worker: unknown contender {name!r}")
-    return contenders.CONTENDERS[name].build(**config, threads=threads)
+def timed(step, n: int) -> list[float]:
+    """The seconds of each of ``n`` calls of ``step``."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
 
 
-def timed(step) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
-
-
-def run(contender, n: int):
-    if isinstance(contender, dict):
-        times = {phase: [] for phase in contender}
-        for _ in range(n):
-            for phase, function in contender.items():
-                times[phase].append(timed(function))
-        return times
-    return [timed(contender) for _ in range(n)]
-
-
-def main(argv) -> None:
-    name, configs = argv[0], json.loads(argv[1])
-    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
-    limit_cpus(threads)
-    answers = os.fdopen(os.dup(1), "w")
+def serve(name: str) -> None:
+    """The process's loop. First it reads its configurations; then ``("build", i, warmup)`` builds
+    configuration i, runs it once and ``warmup`` times more (answers the seconds to the first finished
+    step), and ``("run", i, warmup, n)`` runs ``warmup`` untimed steps and answers n steps' times. A
+    failure answers ``{"error": its line}`` and ends the process."""
+    from benchmarks.contenders import CONTENDERS
+    commands, answers = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr
+    configs: list[Config] = pickle.load(commands)
+    limit_cpus(configs[0].threads)
     built = {}
-
-    def answer(value) -> None:
-        answers.write(json.dumps(value) + "\n")
-        answers.flush()
-
-    for line in sys.stdin:
-        if not line.strip():
-            break
-        command = json.loads(line)
-        if "build" in command:
-            index = command["build"]
-            try:
+    while True:
+        try:
+            command, index, warmup, *steps = pickle.load(commands)
+        except EOFError:
+            return
+        try:
+            if command == "build":
                 start = time.perf_counter()
-                built[index] = build(name, configs[index], threads)
-                built_at = time.perf_counter()
-                run(built[index], 1)
-                first = time.perf_counter()
-                run(built[index], max(0, command.get("warmup", 0) - 1))
-            except Exception as error:  # reported to the parent, which leaves the contender out
-                traceback.print_exc()
-                answer({"error": f"{type(error).__name__}: {error}".splitlines()[0][:300]})
-                return
-            answer({"build_s": built_at - start, "first_step_s": first - built_at})
-        else:
-            contender = built[command["config"]]
-            run(contender, command.get("warmup", 0))
-            answer(run(contender, command["steps"]))
+                built[index] = CONTENDERS[name].build(configs[index])
+                built[index]()
+                first_step_s = time.perf_counter() - start
+            timed(built[index], warmup)
+            answer = first_step_s if command == "build" else timed(built[index], steps[0])
+        except Exception as error:  # the parent leaves the contender out with this line
+            traceback.print_exc()
+            answer = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
+        pickle.dump(answer, answers)
+        answers.flush()
+        if isinstance(answer, dict):
+            return
+
+
+class Worker:
+    """Contender ``name`` in its own process, for the configurations ``configs``."""
+
+    def __init__(self, name: str, configs: list[Config], env: dict):
+        self.name, self.log = name, tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", name], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=ROOT)
+        self.send(configs)
+
+    def send(self, *command) -> None:
+        try:
+            pickle.dump(command[0] if len(command) == 1 else command, self.process.stdin)
+            self.process.stdin.flush()
+        except OSError:
+            pass  # the answer's absence reports it
+
+    def receive(self):
+        """The answer to the last command; WorkerFailed if the contender failed or its process ended."""
+        try:
+            answer = pickle.load(self.process.stdout)
+        except EOFError:
+            self.process.wait()
+            self.log.seek(0)
+            lines = [line for line in self.log.read().splitlines() if line.strip()]
+            raise WorkerFailed(f"its process ended (exit status {self.process.returncode})"
+                               + (f": {lines[-1][:300]}" if lines else "")) from None
+        if isinstance(answer, dict):
+            raise WorkerFailed(answer["error"])
+        return answer
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    serve(sys.argv[1])

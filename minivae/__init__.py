@@ -9,7 +9,8 @@ from .engine import (
     matmul, exp, log, log1p, sqrt, sign, abs, maximum, minimum, where, relu, tanh, sigmoid, softplus,
     log_sigmoid, sum, mean, max, logsumexp, broadcast_to, sum_to, softmax, log_softmax, reshape, transpose, getitem,
     scatter_add, concatenate, stack, less, less_equal, greater, greater_equal,
-    equal, not_equal, gradients, grad, value_and_grad, vjp, jvp, hvp, jacobian, hessian, format_graph, to_dot, count_ops,
+    equal, not_equal, gradients, grad, value_and_grad, vjp, jvp, hvp, jacobian, hessian, format_graph, to_dot,
+    count_ops,
     op_counts,
 )
 from . import functions

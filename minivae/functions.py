@@ -104,24 +104,32 @@ def linear_relu(x, weight, bias):
 
 
 # ------------------------------------------------------------------------ likelihoods
-REDUCTIONS = ("none", "sum", "mean")
+LOSS_REDUCTIONS = ("none", "sum", "mean")
+"""What a loss does with its per-element values: keep them, or sum or average them."""
 
 
 @function
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
-    """ℓ(z, t) = −[t log σ(z) + (1 − t) log(1 − σ(z))] = softplus(z) − t·z, in nats, finite for every finite z.
+    """ℓ(z, t) = −[t log σ(z) + (1 − t) log(1 − σ(z))] = t·softplus(−z) + (1 − t)·softplus(z), in nats.
 
-    ``logits`` and ``targets`` broadcast together; ``reduction`` is "none", "sum" or "mean".
+    Both terms are non-negative (nothing cancels), and a term whose weight t or 1 − t is exactly 0
+    counts 0, also where its softplus is infinite: ℓ(+∞, 1) = ℓ(−∞, 0) = 0, ℓ(±∞, ½) = ∞ (as PyTorch).
+    ∂ℓ/∂z = σ(z) − t everywhere, ±∞ included; ∂ℓ/∂t = −z, except at those two points, where the
+    dropped term contributes 0. ``logits`` and ``targets`` broadcast together; ``reduction`` is
+    "none", "sum" or "mean".
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(REDUCTIONS)}, "
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {sorted(LOSS_REDUCTIONS)}, "
                          f"got {reduction!r}")
     try:
         np.broadcast_shapes(np.shape(logits), np.shape(targets))
     except ValueError:
-        raise ValueError(f"binary_cross_entropy_with_logits: cannot apply to shapes {np.shape(logits)}, "
-                         f"{np.shape(targets)}: they do not broadcast together") from None
-    loss = softplus(logits) - targets * logits
+        raise ValueError(f"binary_cross_entropy_with_logits: cannot apply to shapes {np.shape(value(logits))}, "
+                         f"{np.shape(value(targets))}: they do not broadcast together") from None
+    z, t = value(logits), value(targets)
+    drop_negative, drop_positive = (t == 0) & (z == -np.inf), (t == 1) & (z == np.inf)  # 0·∞ there
+    loss = (where(drop_negative, 0, targets * softplus(-where(drop_negative, 0, logits)))
+            + where(drop_positive, 0, (1 - targets) * softplus(where(drop_positive, 0, logits))))
     return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
 
 

@@ -54,11 +54,11 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
 
     ``params``: tensors that ``fn`` uses without taking them as arguments — a ``Module`` (all its
     parameters, named as in ``named_parameters``) or an iterable of Tensors. They are checked in
-    place: for the duration of the check they (and, for a module, every floating array, tensor and
-    dtype the module holds) are float64 (``in_float64``), and the check perturbs working copies of
-    their arrays; afterwards, however the check ends (an error, Ctrl-C), their arrays and ``.grad``
-    are the ones they had. The engine's gradients are taken with ``gradients``, so that no
-    ``.grad`` of any tensor (a checked one, a leaf ``fn`` closes over) is written. This is how a
+    place: for the duration of the check they (and, for a module, its buffers) are float64
+    (``in_float64``), and the check perturbs working copies of their arrays; afterwards, however the
+    check ends (an error, Ctrl-C), their arrays and ``.grad`` are the ones they had. The engine's
+    gradients are taken with ``gradients``, so that no ``.grad`` of any tensor (a checked one, a
+    leaf ``fn`` closes over) is written. This is how a
     float32 model is checked::
 
         model = mv.nn.MLP([784, 400, 10])                    # float32 parameters
@@ -168,7 +168,7 @@ class _Check:
                 raise
             raise TypeError(f"gradcheck: fn failed on float64 inputs: {err} — if fn holds float32 tensors "
                             f"(such as a module's parameters), pass them as params=module (or params=[...]), or "
-                            f"call gradcheck inside `with minivae.testing.in_float64(module):`") from None
+                            f"call gradcheck inside `with in_float64(module):` (from minivae.gradcheck)") from None
 
     def _add_cotangent(self, out: Tensor | None = None) -> None:
         """One more cotangent u and the engine's gradients uᵀ ∂y/∂x for every leaf (no ``.grad`` is touched)."""
@@ -269,63 +269,44 @@ class _Check:
 # ------------------------------------------------------------------------ float64 for tensors a function holds
 @contextlib.contextmanager
 def in_float64(*holders):
-    """Run the enclosed code with float64 copies of the floating arrays that ``holders`` keep.
+    """Run the enclosed code with the floating tensors that ``holders`` keep cast to float64, in place.
 
-    Each holder is a Tensor (its data is cast in place, the object stays the same), a ``Module``
-    (every Tensor, ndarray and floating ``dtype`` attribute of it and of the objects of minivae it
-    holds: sub-modules, distributions such as the VAE's prior), or an iterable of these. On exit
-    every Tensor gets back its original array and ``.grad`` (the same objects), and every attribute
-    its original value, even after an error. Nothing is copied for float64 arrays; integer and
-    boolean arrays are left alone.
+    Each holder is a Tensor (its data is cast, the object stays the same), a ``Module`` (its
+    ``parameters()`` and ``buffers()``, such as the VAE's prior; a module takes its dtype from
+    them), or an iterable of these. On exit every tensor gets back its original array and
+    ``.grad`` (the same objects), even after an error. Nothing is copied for float64 tensors;
+    integer and boolean tensors are left alone. Raises TypeError for any other holder.
 
-        with minivae.testing.in_float64(model):
+        from minivae.gradcheck import in_float64
+
+        with in_float64(model):
             mv.gradcheck(lambda x: model(x).sum(), x, params=model.parameters())
     """
-    restore_tensors, restore_attributes = [], []
-    seen = set()
-
-    def cast_tensor(t: Tensor) -> None:
-        if id(t) in seen:
-            return
-        seen.add(id(t))
-        restore_tensors.append((t, t.data, t.grad))
-        if t.dtype.kind == "f" and t.dtype != np.float64:
-            t.data = t.data.astype(np.float64)
-            t.grad = None if t.grad is None else np.asarray(t.grad, np.float64)
-
-    def visit(obj, held: bool = False) -> None:
-        """Cast what ``obj`` holds; ``held``: reached from a holder, so that other values are skipped."""
-        if isinstance(obj, Tensor):
-            cast_tensor(obj)
-        elif isinstance(obj, (list, tuple)) or (not held and hasattr(obj, "__iter__") and not hasattr(obj, "__dict__")
-                                                 and not isinstance(obj, (str, bytes, np.ndarray))):
-            for item in obj:
-                visit(item, held)
-        elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("minivae"):
-            if id(obj) in seen:
-                return
-            seen.add(id(obj))
-            for name, value in list(vars(obj).items()):
-                if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype != np.float64:
-                    restore_attributes.append((obj, name, value))
-                    setattr(obj, name, value.astype(np.float64))
-                elif isinstance(value, np.dtype) and value.kind == "f" and value != np.float64:
-                    restore_attributes.append((obj, name, value))
-                    setattr(obj, name, np.dtype(np.float64))
-                else:
-                    visit(value, held=True)
-        elif not held:
-            raise TypeError(f"in_float64: expected Tensors, Modules or iterables of them, got {type(obj).__name__}")
-
+    held = {}
+    for holder in holders:
+        held.update((id(t), t) for t in _held_tensors(holder))
+    kept = [(t, t.data, t.grad) for t in held.values()]  # every one is restored, float64 or not
     try:
-        for holder in holders:
-            visit(holder)
+        for t, data, grad in kept:
+            if t.dtype.kind == "f" and t.dtype != np.float64:
+                t.data = data.astype(np.float64)
+                t.grad = None if grad is None else np.asarray(grad, np.float64)
         yield
     finally:
-        for t, data, grad in restore_tensors:
+        for t, data, grad in kept:
             t.data, t.grad = data, grad
-        for obj, name, value in reversed(restore_attributes):
-            setattr(obj, name, value)
+
+
+def _held_tensors(holder) -> list:
+    """The tensors a holder of ``in_float64`` keeps: itself, a module's parameters and buffers, or those of
+    each item of an iterable."""
+    if isinstance(holder, Tensor):
+        return [holder]
+    if _is_module(holder):
+        return [*holder.parameters(), *holder.buffers()]
+    if isinstance(holder, (str, bytes, np.ndarray)) or not hasattr(holder, "__iter__"):
+        raise TypeError(f"in_float64: expected Tensors, Modules or iterables of them, got {type(holder).__name__}")
+    return [t for item in holder for t in _held_tensors(item)]
 
 
 def _is_module(obj) -> bool:

@@ -39,11 +39,11 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ----------------------------------------------------------------- structure
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         """The sub-modules held as attributes, in the order they were set."""
         return ((name, value) for name, value in vars(self).items() if isinstance(value, Module))
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         """This module and every module below it."""
         yield self
         for _, child in self.named_children():
@@ -67,14 +67,28 @@ class Module:
     def parameters(self) -> Iterator[Parameter]:
         return (param for _, param in self.named_parameters())
 
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, tensor) pairs for the floating tensors the module computes with but does not
+        learn (such as the VAE's prior), as in ``torch.nn``; a module lists its own in ``_buffers``."""
+        yield from ((prefix + name, tensor) for name, tensor in self._buffers())
+        for name, child in self.named_children():
+            yield from child.named_buffers(f"{prefix}{name}.")
+
+    def buffers(self) -> Iterator[Tensor]:
+        return (tensor for _, tensor in self.named_buffers())
+
+    def _buffers(self) -> tuple:
+        """This module's own buffers as (name, tensor) pairs (none unless a subclass says so)."""
+        return ()
+
     # ----------------------------------------------------------------- modes and gradients
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Set ``training`` on this module and all below it; return self."""
         for module in self.modules():
             module.training = bool(mode)
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
     def zero_grad(self) -> None:

@@ -10,6 +10,10 @@ is estimated from S reparameterized samples z_s = mu + σ ⊙ ε_s by either SGV
 """
 from __future__ import annotations
 
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .checks import as_float_tensor, as_generator, float_dtype, is_positive_int
@@ -37,7 +41,35 @@ def elbo_monte_carlo(reconstruction_log_likelihood: Tensor, log_prior: Tensor, l
 
 
 ESTIMATORS = ("closed-form", "monte-carlo")
-REDUCTIONS = ("mean", "none")
+ELBO_REDUCTIONS = ("mean", "none")
+"""What negative_elbo does with the per-example values: average them over the batch, or keep them."""
+
+
+def _in_order_on_every_core(function, items):
+    """``map(function, items)``, computed on every core the process may use, with the BLAS at one thread.
+
+    The items are taken (drawn) in order in the calling thread and the results come back in order,
+    so the numbers are those of ``map``. Each worker thread runs whole chunks — products, and the
+    compiled passes between them, which release the GIL — so both cores stay busy where a two-thread
+    BLAS would leave one spinning between products. Without ``threadpoolctl`` (or with one core),
+    plain ``map``.
+    """
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        workers = 1
+    if workers == 1:
+        yield from map(function, items)
+        return
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) > workers:  # at most one chunk waiting per core: memory stays bounded
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class VAE(Module):
@@ -57,7 +89,7 @@ class VAE(Module):
         activation_class(activation, "VAE")  # an unknown name fails here, naming the VAE
         dtype, rng = float_dtype(dtype, "VAE"), as_generator(rng, "VAE")
         self.input_dim, self.hidden, self.latent_dim = int(input_dim), [int(w) for w in hidden], int(latent_dim)
-        self.activation, self.dtype = activation, dtype
+        self.activation = activation
 
         features = self.hidden[-1] if hidden else self.input_dim
         self.encoder = (MLP([self.input_dim, *self.hidden], activation, final_activation=activation, rng=rng,
@@ -68,6 +100,14 @@ class VAE(Module):
         self.prior = StandardNormal(self.latent_dim, dtype)
         for name, param in self.named_parameters():  # so that a printed graph names its leaves
             param.name = name
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the parameters, which inputs are converted to."""
+        return self.encoder_mu.weight.dtype
+
+    def _buffers(self) -> tuple:
+        return (("prior.mu", self.prior.mu), ("prior.logvar", self.prior.logvar))
 
     @property
     def config(self) -> dict:
@@ -143,8 +183,8 @@ class VAE(Module):
 
         The training loss. ``estimator`` is "closed-form" (SGVB-B, eq. 7) or "monte-carlo" (SGVB-A, eq. 6).
         """
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"VAE.negative_elbo: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if reduction not in ELBO_REDUCTIONS:
+            raise ValueError(f"VAE.negative_elbo: reduction must be one of {ELBO_REDUCTIONS}, got {reduction!r}")
         loss = -self.elbo(x, rng, samples, estimator)
         return loss.mean() if reduction == "mean" else loss
 
@@ -154,9 +194,10 @@ class VAE(Module):
         """log p(x) ≈ log (1/k) Σ_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x), per example (float64, shape (batch,)).
 
         The importance-sampled estimate of the paper's marginal likelihood; it is a lower bound in
-        expectation that rises with k towards log p(x). The k samples are drawn ``chunk`` at a time,
-        so memory holds chunk × batch × input_dim decoder outputs; the log-sum-exp accumulates in
-        float64.
+        expectation that rises with k towards log p(x). The k samples are drawn ``chunk`` at a time, in
+        order, and the chunks are scored on every core (one chunk per core at a time, so memory holds
+        chunk × batch × input_dim decoder outputs per core); the log-sum-exp accumulates in float64,
+        chunk after chunk, so the result does not depend on the number of cores.
         """
         for name, value in (("k", k), ("chunk", chunk)):
             if not is_positive_int(value):
@@ -165,12 +206,17 @@ class VAE(Module):
         rng = as_generator(rng, "VAE.importance_weighted_log_likelihood")
         x = self._as_data(x, "VAE.importance_weighted_log_likelihood", check_range=False)
         posterior = DiagonalGaussian(*self._encode(x))
-        total = np.full(x.shape[0], -np.inf)
-        for start in range(0, k, chunk):
-            z = posterior.sample(rng, samples=min(chunk, k - start))
+
+        @no_grad()  # in a worker thread too (the grad mode is per thread)
+        def log_sum_of_weights(z):
             log_w = log_importance_weight(self.reconstruction_log_likelihood(x, z), self.log_prior(z),
                                           posterior.log_prob(z)).data.astype(np.float64)
-            total = np.logaddexp(total, logsumexp(Tensor(log_w), axis=0).data)
+            return logsumexp(Tensor(log_w), axis=0).data
+
+        draws = (posterior.sample(rng, samples=min(chunk, k - start)) for start in range(0, k, chunk))
+        total = np.full(x.shape[0], -np.inf)
+        for partial in _in_order_on_every_core(log_sum_of_weights, draws):
+            total = np.logaddexp(total, partial)
         return total - np.log(k)
 
     @no_grad()

@@ -217,7 +217,8 @@ def test_non_finite_loss_raises_before_any_parameter_changes():
 
 def test_non_finite_gradient_is_named():
     model, opt = make()
-    loss_fn = lambda x, rng: model.negative_elbo(x, rng) + (mv.abs(next(model.parameters())) ** 0.5).sum() * 0.0
+    def loss_fn(x, rng):
+        return model.negative_elbo(x, rng) + (mv.abs(next(model.parameters())) ** 0.5).sum() * 0.0
     step = capture_step(model, opt, loss_fn)
     x, = batches([8])
     params = next(model.parameters())
@@ -242,7 +243,8 @@ def test_a_draw_changed_outside_the_engine_is_refused_at_the_second_step():
 
 
 def test_a_draw_that_reaches_no_op_is_drawn_again_at_every_step():
-    run_loss = lambda model: (lambda x, rng: model.negative_elbo(x, rng) + float(rng.random()) * 0)
+    def run_loss(model):
+        return lambda x, rng: model.negative_elbo(x, rng) + float(rng.random()) * 0
     eager_model, eager_optimizer = make()
     model, opt = make()
     step = capture_step(model, opt, run_loss(model))
@@ -259,8 +261,8 @@ def test_a_draw_that_reaches_no_op_is_drawn_again_at_every_step():
 def test_a_constant_made_from_the_batch_outside_the_engine_is_refused():
     model, opt = make()
     x, = batches([8])
-    leaky = lambda x, rng: model.negative_elbo(x, rng) + (mv.Tensor(x.data[:, :1]) * next(model.parameters())
-                                                          .sum()).sum()
+    def leaky(x, rng):
+        return model.negative_elbo(x, rng) + (mv.Tensor(x.data[:, :1]) * next(model.parameters()).sum()).sum()
     with pytest.raises(CaptureError, match="shares memory with the batch"):
         capture_step(model, opt, leaky)(x, np.random.default_rng(0))
 

@@ -9,7 +9,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 INCLUDED_TABLE = re.compile(r"<!-- variance table: (\w+) -->\n(.*?)<!-- end -->", re.DOTALL)
-TABLE_FILES = {"gaussian": DOCS / "estimators" / "variance.md", "logistic": DOCS / "estimators" / "logistic" / "variance.md"}
+TABLE_FILES = {"gaussian": DOCS / "estimators" / "variance.md",
+               "logistic": DOCS / "estimators" / "logistic" / "variance.md"}
 
 
 def test_there_is_documentation_with_code():

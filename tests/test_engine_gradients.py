@@ -262,3 +262,31 @@ def test_random_programs_of_ops_have_correct_gradients(shapes, dtype, data, prog
     assert_dtype_preserved(fn, [x, y], dtype)
     assert mv.gradcheck(fn, x, y)
 
+
+
+# ------------------------------------------------------------------------ what central differences cannot see
+def test_a_maximum_shares_its_gradient_equally_among_ties():
+    x = mv.Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]), requires_grad=True)
+    x.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
+
+
+@pytest.mark.parametrize("op, to_x", [(mv.maximum, [0.5, 1.0, 0.0]), (mv.minimum, [0.5, 0.0, 1.0])])
+def test_maximum_and_minimum_split_the_gradient_in_half_at_a_tie(op, to_x):
+    x = mv.Tensor(np.array([1.0, 2.0, -1.0]), requires_grad=True)
+    y = mv.Tensor(np.array([1.0, 0.0, 0.0]), requires_grad=True)
+    op(x, y).sum().backward()
+    np.testing.assert_array_equal(x.grad, to_x)
+    np.testing.assert_array_equal(y.grad, 1 - np.array(to_x))
+
+
+def test_float32_sums_and_means_accumulate_in_float64_and_round_once():
+    x = np.array([1e8, 1.0, -1e8], np.float32)  # in float32, 1e8 + 1 rounds back to 1e8
+    for reduce, exact in ((mv.sum, 1.0), (mv.mean, 1 / 3)):
+        for value in (reduce(x), reduce(mv.Tensor(x, requires_grad=True))):
+            assert np.asarray(value).dtype == np.float32 and np.asarray(value) == np.float32(exact)
+
+
+def test_comparisons_of_plain_arrays_are_plain_arrays():
+    result = mv.less(np.array([1.0, 2.0]), np.array([2.0, 2.0]))
+    assert type(result) is np.ndarray and result.tolist() == [True, False]

@@ -183,7 +183,8 @@ def test_the_vae_importance_weighted_bound_rises_with_k_towards_log_px():
         p.data *= 3
     grid = np.linspace(-12, 12, 48_001)
     with mv.no_grad():
-        log_joint = (vae.reconstruction_log_likelihood(x, grid[:, None, None]) + vae.log_prior(grid[:, None, None])).data
+        z = grid[:, None, None]
+        log_joint = (vae.reconstruction_log_likelihood(x, z) + vae.log_prior(z)).data
     log_px = np.logaddexp.reduce(log_joint, axis=0) + np.log(grid[1] - grid[0])
     rng = np.random.default_rng(10)
     repeats = 200

@@ -103,7 +103,7 @@ def test_jvp_agrees_with_torch_func_jvp_on_random_programs():
     table = torch_functions(torch)
 
     def call(step, args):
-        return table[step.op.name](*args, **step.params)
+        return table[step.entry.name](*args, **step.params)
 
     @SOME
     @given(mvt.programs())
@@ -124,7 +124,7 @@ def test_hessian_agrees_with_torch_func_hessian_on_random_programs():
     table = torch_functions(torch)
 
     def call(step, args):
-        return table[step.op.name](*args, **step.params)
+        return table[step.entry.name](*args, **step.params)
 
     @SOME
     @given(mvt.programs(max_ops=3))

@@ -270,6 +270,46 @@ def test_bernoulli_log_prob_with_logits_broadcast_along_the_summed_axis(backend)
     np.testing.assert_allclose(targets.grad, [0.3, 0.3])
 
 
+INFINITE_LOGITS = [  # (z, t, ℓ(z, t), ∂ℓ/∂z = σ(z) - t, ∂ℓ/∂t = -z but 0 where the term of weight 0 is dropped)
+    (np.inf, 1.0, 0.0, 0.0, 0.0), (np.inf, 0.5, np.inf, 0.5, -np.inf), (np.inf, 0.0, np.inf, 1.0, -np.inf),
+    (-np.inf, 0.0, 0.0, 0.0, 0.0), (-np.inf, 0.5, np.inf, -0.5, np.inf), (-np.inf, 1.0, np.inf, -1.0, np.inf),
+    (100.0, 1.0, 0.0, 0.0, -100.0), (-100.0, 0.0, 0.0, 0.0, 100.0), (0.0, 0.25, np.log(2), 0.25, 0.0)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+def test_binary_cross_entropy_with_logits_is_exact_at_infinite_logits(backend, dtype):
+    z, t, loss, grad_z, grad_t = (np.array(column, dtype) for column in zip(*INFINITE_LOGITS))
+    for samples in ((), (3,)):  # the fused kernel's rows, and samples sharing the targets
+        logits = mv.Tensor(np.broadcast_to(z, (*samples, len(z))).copy().reshape(*samples, len(z), 1),
+                           requires_grad=True)
+        targets = mv.Tensor(t.reshape(-1, 1), requires_grad=True)
+        with kernels.use(backend), np.errstate(invalid="raise"):  # no 0·∞ formed along the way
+            out = functions.bernoulli_log_prob(logits, targets)
+            out.sum().backward()
+        copies = int(np.prod(samples))
+        np.testing.assert_allclose(-out.data, np.broadcast_to(loss, out.shape), rtol=1e-6, atol=1e-30)
+        np.testing.assert_allclose(-logits.grad.reshape(-1, len(z)), np.broadcast_to(grad_z, (copies, len(z))),
+                                   rtol=1e-6, atol=1e-30)
+        np.testing.assert_allclose(-targets.grad.ravel(), copies * grad_t, rtol=1e-6)
+        assert out.dtype == dtype
+
+
+def test_binary_cross_entropy_with_logits_at_infinite_logits_agrees_with_pytorch_where_it_is_finite_or_infinite():
+    torch = pytest.importorskip("torch")
+    z, t, loss, grad_z, _ = (np.array(column, np.float32) for column in zip(*INFINITE_LOGITS))
+    logits = torch.tensor(z, requires_grad=True)
+    theirs = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor(t), reduction="none")
+    theirs.sum().backward()
+    defined = ~np.isnan(theirs.detach().numpy())  # PyTorch 2.13 gives NaN at (+∞, 1), (−∞, 0) and (−∞, ½)
+    assert defined.sum() >= 5
+    for backend in kernels.BACKENDS:
+        with kernels.use(backend):
+            ours = functions.binary_cross_entropy_with_logits(mv.Tensor(z, requires_grad=True), t, reduction="none")
+        np.testing.assert_allclose(ours.data[defined], theirs.detach().numpy()[defined], rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(grad_z, logits.grad.numpy(), rtol=1e-6)  # PyTorch's gradient is right at all
+
+
 @pytest.mark.parametrize("backend", kernels.BACKENDS)
 def test_bernoulli_log_prob_refuses_values_outside_0_1_on_both_backends(backend):
     with kernels.use(backend), pytest.raises(ValueError, match=r"bernoulli_log_prob: targets must hold probabilities "

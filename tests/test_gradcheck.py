@@ -157,7 +157,8 @@ def test_by_default_large_inputs_get_the_fast_check_and_small_ones_every_element
     large = mv.Tensor(np.linspace(-1, 1, FAST_ABOVE + 1), requires_grad=True)
     fn = counting(lambda a, b: a.tanh().sum() + b.sigmoid().sum())
     assert mv.gradcheck(fn, small, large)
-    assert fn.calls == 2 + 2 * small.size + 2 * 2  # the small input element by element, the large one along 2 directions
+    # the small input element by element, the large one along 2 directions
+    assert fn.calls == 2 + 2 * small.size + 2 * 2
 
 
 def test_the_fast_check_catches_a_wrong_vjp_and_names_an_element_with_both_values():

@@ -156,7 +156,8 @@ def test_rsample_reaches_every_parameter():
 
 
 def test_bad_parameters_are_named():
-    with pytest.raises(ValueError, match=r"Logistic: parameter shapes do not broadcast \(loc \(3,\), log_scale \(2,\)\)"):
+    with pytest.raises(ValueError,
+                       match=r"Logistic: parameter shapes do not broadcast \(loc \(3,\), log_scale \(2,\)\)"):
         Logistic(np.zeros(3), np.zeros(2))
     with pytest.raises(TypeError, match="Kumaraswamy: parameters have different dtypes"):
         Kumaraswamy(np.zeros(2, np.float32), np.zeros(2))

@@ -1,5 +1,6 @@
 """The package's layout: every module has a layer, imports point only down (or within a layer),
-no modules import each other in a circle, and the README's layout table matches the tree.
+no modules import each other in a circle (but the Tensor and its ops), and the README's layout
+table matches the tree.
 
 Layers: 0 the engine; 1 functions, kernels and the shared helpers; 2 the model and the gradient
 checks; 3 data, training, study and figures; 4 the command line. Every ``import`` and
@@ -116,8 +117,13 @@ def test_imports_point_down_or_within_a_layer():
     assert upward == []
 
 
+# Tensor's operators and methods are the ops (tensor.py imports ops.py at its end) and the ops make
+# Tensors: one type written in two files, the only pair allowed to import each other.
+ONE_TYPE_IN_TWO_FILES = ["minivae.engine.ops", "minivae.engine.tensor"]
+
+
 def test_no_modules_import_each_other_in_a_circle():
-    assert cycles(GRAPH) == []
+    assert cycles(GRAPH) == [ONE_TYPE_IN_TWO_FILES]
 
 
 def test_no_application_folders_import_each_other_in_a_circle():

@@ -149,6 +149,9 @@ def test_state_dict_round_trip_copies_arrays_and_loads_in_place():
     (lambda s: s.update(extra=np.zeros(1)), KeyError, r"unexpected keys \['extra'\]"),
     (lambda s: s.update(scale=np.ones(3, np.float32)), ValueError, r"'scale' has shape \(3,\).*\(2,\)"),
     (lambda s: s.update(scale=np.ones(2, np.float64)), TypeError, "'scale' has dtype float64.*float32"),
+    # the last parameter wrong: the ones before it must not have been loaded either
+    (lambda s: s.update({"second.bias": np.ones(3, np.float32)}), ValueError, r"'second.bias' has shape \(3,\)"),
+    (lambda s: s.update({"second.bias": np.ones(2, np.float64)}), TypeError, "'second.bias' has dtype float64"),
 ])
 def test_load_state_dict_errors_leave_the_model_unchanged(edit, error, message):
     source, target = Pair(0), Pair(1)

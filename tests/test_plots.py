@@ -17,7 +17,6 @@ from minivae.figures.plots import INSTALL_HINT
 from minivae.study.estimators import GRADIENT_ESTIMATORS
 from minivae.study.variance import VarianceRow, variance_plot
 from minivae.training.run_figures import loss_plot
-from test_cli import mnist_dir  # noqa: F401  (a fixture: 300 training and 100 held-out digits)
 
 matplotlib = pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")  # matplotlib's own dependency, to read its PNGs back

@@ -5,8 +5,7 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings
 
 import minivae as mv
-from minivae import kernels
-from minivae import testing as mvt
+from minivae import kernels, testing as mvt
 
 # A few hundred programs in the 'ci' profile (30 examples per test), ten times the profile's count in general.
 MANY = settings(max_examples=10 * settings.default.max_examples,
@@ -21,7 +20,7 @@ def test_engine_gradients_match_central_differences(program):
 
 # The full pool has too many ops for a few hundred programs to meet each pair of them; this smaller one
 # makes reductions, shape changes, indexing and broadcasting meet often.
-STRUCTURE_OPS = tuple(op for op in mvt.OPERATIONS if op.name in {
+STRUCTURE_OPS = tuple(entry for entry in mvt.POOL if entry.name in {
     "mv.sum", "mv.mean", "mv.max", "mv.logsumexp", "mv.reshape", "mv.transpose", "mv.getitem", "mv.concatenate",
     "mv.stack", "mv.add", "mv.mul", "mv.div", "mv.matmul", "mv.where"})
 
@@ -42,7 +41,7 @@ def value_and_gradients(program, inputs, seed=0):
 
 
 # The ops whose forward or VJPs run kernels, and a few others to compose them with.
-KERNEL_OPS = tuple(op for op in mvt.OPERATIONS if op.name in {
+KERNEL_OPS = tuple(entry for entry in mvt.POOL if entry.name in {
     "mv.linear", "mv.linear_relu", "mv.bernoulli_log_prob", "mv.gaussian_rsample", "mv.kl_to_standard_normal",
     "mv.tanh", "mv.mul", "mv.sum", "mv.getitem", "mv.transpose", "mv.concatenate"})
 
@@ -66,7 +65,7 @@ def test_numba_kernels_agree_with_their_numpy_references(dtype, rtol, atol):
 
 # ------------------------------------------------------------------------ against PyTorch
 def torch_functions(torch):
-    """The PyTorch counterpart of every op of ``mvt.OPERATIONS``, by name: f(*tensors, **params) on torch tensors."""
+    """The PyTorch counterpart of every op of ``mvt.POOL``, by name: f(*tensors, **params) on torch tensors."""
     F = torch.nn.functional
 
     def dims(x, axis):
@@ -95,7 +94,7 @@ def torch_functions(torch):
         shape = torch.broadcast_shapes(z.shape, t.shape)  # minivae broadcasts both; torch wants one shape
         return F.binary_cross_entropy_with_logits(z.expand(shape), t.expand(shape), reduction=reduction)
 
-    def dense(x, w, b, relu):
+    def linear_relu(x, w, b, relu):
         y = F.linear(x, w, b)
         return torch.relu(y) if relu else y
 
@@ -115,12 +114,14 @@ def torch_functions(torch):
         "mv.stack": lambda x, y, axis: torch.stack([x, y], dim=axis),
         "mv.matmul": torch.matmul, "mv.linear": F.linear,
         "mv.binary_cross_entropy_with_logits": bce,
-        "mv.softmax": lambda x, axis: torch.softmax(x, dim=axis), "mv.log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
-        "mv.linear_relu": dense,
+        "mv.softmax": lambda x, axis: torch.softmax(x, dim=axis),
+        "mv.log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
+        "mv.linear_relu": linear_relu,
         "mv.bernoulli_log_prob": lambda z, t: -bce(z, t, "none").sum(dim=-1),
         "mv.gaussian_rsample": lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * eps,
         "mv.kl_to_standard_normal": lambda mu, logvar: 0.5 * (mu * mu + torch.exp(logvar) - 1 - logvar).sum(dim=-1),
-        "mv.kl_diagonal_gaussians": lambda mu, logvar, m, s: 0.5 * (s - logvar + (torch.exp(logvar) + (mu - m) ** 2) * torch.exp(-s) - 1).sum(dim=-1),
+        "mv.kl_diagonal_gaussians": lambda mu, logvar, m, s: 0.5 * (
+            s - logvar + (torch.exp(logvar) + (mu - m) ** 2) * torch.exp(-s) - 1).sum(dim=-1),
         "mv.gaussian_log_prob": lambda z, mu, logvar: -0.5 * (np.log(2 * np.pi) + logvar
                                                              + (z - mu) ** 2 * torch.exp(-logvar)).sum(dim=-1),
     }
@@ -129,7 +130,7 @@ def torch_functions(torch):
 
 def test_the_torch_table_covers_every_op():
     torch = pytest.importorskip("torch")
-    assert set(torch_functions(torch)) == {op.name for op in mvt.OPERATIONS}
+    assert set(torch_functions(torch)) == {entry.name for entry in mvt.POOL}
 
 
 def test_values_and_gradients_agree_with_pytorch():
@@ -137,7 +138,7 @@ def test_values_and_gradients_agree_with_pytorch():
     table = torch_functions(torch)
 
     def call(step, args):
-        return table[step.op.name](*args, **step.params)
+        return table[step.entry.name](*args, **step.params)
 
     @MANY
     @given(mvt.programs())
@@ -165,7 +166,7 @@ def exp_twice_with_wrong_vjp():
 
 def test_programs_and_gradcheck_find_a_wrong_vjp_and_shrink_it_to_a_short_runnable_program():
     exp_twice = exp_twice_with_wrong_vjp()
-    pool = mvt.OPERATIONS + (mvt.Operation("exp_twice", exp_twice, domains=(mvt.SMALL,)),)
+    pool = mvt.POOL + (mvt.PoolEntry("exp_twice", exp_twice, domains=(mvt.SMALL,)),)
 
     def fails(program):
         try:
@@ -178,7 +179,7 @@ def test_programs_and_gradcheck_find_a_wrong_vjp_and_shrink_it_to_a_short_runnab
                     settings=settings(max_examples=2000, derandomize=True, database=None,
                                       suppress_health_check=list(HealthCheck)))
     assert 1 <= len(smallest) <= 3
-    assert any(step.op.name == "exp_twice" for step in smallest.steps)
+    assert any(step.entry.name == "exp_twice" for step in smallest.steps)
 
     namespace = {"exp_twice": exp_twice}
     exec(repr(smallest), namespace)  # the printed program runs, and shows the same fault

@@ -86,7 +86,7 @@ def replay(program):
         for step in program.steps:
             arrays = [values[name] for name in step.args]
             replayed.append((step, arrays))
-            values[step.out] = step.op.fn(*[mv.Tensor(a) for a in arrays], **step.params).data
+            values[step.out] = step.entry.fn(*[mv.Tensor(a) for a in arrays], **step.params).data
     return replayed
 
 
@@ -94,8 +94,8 @@ def replay(program):
 def test_programs_call_each_op_inside_its_domain_and_end_with_their_last_value(program):
     assert 1 <= len(program) <= 5 and program.output == program.steps[-1].out
     for step, arrays in replay(program):
-        assert step.op.accepts(arrays[0].shape)
-        for domain, array in zip(step.op.domains, arrays):
+        assert step.entry.accepts(arrays[0].shape)
+        for domain, array in zip(step.entry.domains, arrays):
             assert domain.contains(array, arrays[0]), (step, domain)
     assert all(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in program.inputs)
 
@@ -112,12 +112,12 @@ def test_a_printed_program_is_python_that_rebuilds_it(program):
         np.testing.assert_array_equal(namespace["program"](*namespace["inputs"]).data, program(*program.inputs).data)
 
 
-@pytest.mark.parametrize("op", mvt.OPERATIONS, ids=lambda op: op.name)
+@pytest.mark.parametrize("op", mvt.POOL, ids=lambda op: op.name)
 def test_every_op_of_the_pool_can_be_drawn_and_checked_alone(op):
     @settings(max_examples=10)
     @given(mvt.programs((op,), max_ops=2))
     def check(program):
-        assert all(step.op is op for step in program.steps)
+        assert all(step.entry is op for step in program.steps)
         assert mv.gradcheck(program, *program.inputs)
     check()
 
@@ -128,7 +128,7 @@ def test_a_users_op_joins_the_pool_with_its_own_domain():
     def cube_root(x):
         seen.append(x.data.copy())
         return x ** (1 / 3)
-    pool = (mvt.Operation("cube_root", cube_root, domains=(mvt.POSITIVE,)),)
+    pool = (mvt.PoolEntry("cube_root", cube_root, domains=(mvt.POSITIVE,)),)
 
     @given(mvt.programs(pool, max_ops=3))
     def check(program):
@@ -139,20 +139,20 @@ def test_a_users_op_joins_the_pool_with_its_own_domain():
 
 
 def test_bad_arguments_to_programs_are_refused():
-    with pytest.raises(ValueError, match="programs: ops must be a non-empty sequence of Operation"):
+    with pytest.raises(ValueError, match="programs: pool must be a non-empty sequence of PoolEntry"):
         mvt.programs(())
     with pytest.raises(ValueError, match="programs: max_ops must be at least 1, got 0"):
         mvt.programs(max_ops=0)
-    with pytest.raises(ValueError, match="Operation f: 2 domains for 3 arguments"):
-        mvt.Operation("f", lambda *x: x[0], 3, (mvt.REAL, mvt.REAL))
+    with pytest.raises(ValueError, match="PoolEntry f: 2 domains for 3 arguments"):
+        mvt.PoolEntry("f", lambda *x: x[0], 3, (mvt.REAL, mvt.REAL))
     with pytest.raises(ValueError, match="dtype must be float32 or float64, got int64"):
         mvt.programs(dtype=np.int64)
 
 
 def uses(program, *pairs):
     """Whether some step of ``program`` calls an op named in ``pairs[i][1]`` on the output of one in ``pairs[i][0]``."""
-    producer = {step.out: step.op.name for step in program.steps}
-    return any(producer.get(arg) in before and step.op.name in after
+    producer = {step.out: step.entry.name for step in program.steps}
+    return any(producer.get(arg) in before and step.entry.name in after
                for before, after in pairs for step in program.steps for arg in step.args)
 
 
@@ -161,7 +161,7 @@ REDUCTIONS = {"mv.sum", "mv.mean", "mv.max", "mv.logsumexp"}
 
 
 def pool(*names):
-    return tuple(op for op in mvt.OPERATIONS if op.name in names)
+    return tuple(entry for entry in mvt.POOL if entry.name in names)
 
 
 @pytest.mark.parametrize("description, ops, found", [
@@ -188,3 +188,43 @@ def test_programs_reach_the_compositions_that_hand_written_tests_miss(descriptio
     look()
     assert seen, f"no program of 200 had {description}"
     assert mv.gradcheck(seen[0], *seen[0].inputs)
+
+
+# ------------------------------------------------------------------------ in_float64: a module's own tensors
+def test_in_float64_casts_a_modules_parameters_and_buffers_and_nothing_else():
+    model = mv.VAE(input_dim=4, hidden=(3,), latent_dim=2, rng=0)
+    assert [name for name, _ in model.named_buffers()] == ["prior.mu", "prior.logvar"]
+    outer = mv.nn.Sequential(model)
+    assert [name for name, _ in outer.named_buffers()] == ["0.prior.mu", "0.prior.logvar"]
+    model.unrelated = np.zeros(2, np.float32)  # not a parameter nor a buffer: not the module's state
+    with mvt.in_float64(outer):
+        assert model.dtype == model.prior.logvar.dtype == np.float64
+        assert all(t.dtype == np.float64 for t in [*model.parameters(), *model.buffers()])
+        assert model.unrelated.dtype == np.float32
+        assert model.negative_elbo(np.zeros((1, 4)), np.random.default_rng(0)).dtype == np.float64
+    assert model.dtype == model.prior.mu.dtype == np.float32
+
+
+def test_in_float64_takes_a_module_whose_constants_follow_its_parameters():
+    encoder = mv.linear_gaussian.LinearGaussianEncoder(*(a.astype(np.float32) for a in (
+        np.zeros((2, 3)), np.zeros(2), np.zeros((2, 2)), np.zeros(2))))
+    with mvt.in_float64(encoder):
+        assert encoder.scale_tril().dtype == np.float64
+    assert encoder.scale_tril().dtype == np.float32
+
+
+def test_in_float64_refuses_what_is_not_a_tensor_a_module_or_an_iterable_of_them():
+    prior = mv.VAE(input_dim=4, hidden=(), latent_dim=2, rng=0).prior  # a distribution: not a Module
+    with pytest.raises(TypeError, match="in_float64: expected Tensors, Modules or iterables of them, got "
+                                        "StandardNormal"):
+        with mvt.in_float64(prior):
+            pass
+
+
+def test_gradchecks_advice_names_an_import_that_needs_no_test_extra():
+    model = mv.nn.Linear(3, 2, rng=0)
+    with pytest.raises(TypeError) as error:
+        mv.gradcheck(lambda t: model(t).sum(), np.ones((4, 3)))
+    assert "`with in_float64(module):` (from minivae.gradcheck)" in str(error.value)
+    from minivae.gradcheck import in_float64
+    assert in_float64 is mvt.in_float64

@@ -359,14 +359,16 @@ def set_array(name, value):
     (lambda m: m["history"][0].pop("step"), lambda a: None, "the metrics of epoch 1 are malformed"),
     (lambda m: m.update(history={"epoch": 1}), lambda a: None, "the metrics history is not a list of records"),
     (lambda m: m.update(position=50, step=60), lambda a: None, "position 50 beyond the epoch's 10 batches"),
-    (lambda m: None, lambda a: a.update(permutation=np.zeros(300, np.int64)), "the saved permutation is not a permutation"),
+    (lambda m: None, lambda a: a.update(permutation=np.zeros(300, np.int64)),
+     "the saved permutation is not a permutation"),
     (lambda m: m.update(loss_sum=float("inf")), lambda a: None, "loss_sum inf or seconds"),
 ])
 def test_a_resume_checks_the_checkpoint_is_consistent_before_training(tmp_path, digits, meta, arrays, message):
     run(TINY, tmp_path, digits, after_step=interrupt_after(13))  # epoch 2, batch 3
     checkpoint = tmp_path / "checkpoint.npz"
     rewrite_checkpoint(checkpoint, meta, arrays)
-    with pytest.raises(CheckpointError, match=f"load_checkpoint: .*checkpoint.npz is inconsistent: .*{re.escape(message)}"):
+    with pytest.raises(CheckpointError,
+                       match=f"load_checkpoint: .*checkpoint.npz is inconsistent: .*{re.escape(message)}"):
         run(TINY, tmp_path, digits, resume=True)
     with pytest.raises(CheckpointError, match="is inconsistent"):
         training.evaluate_checkpoint(checkpoint, iw_samples=2)
@@ -390,7 +392,8 @@ def test_a_run_resumes_on_its_data_moved_elsewhere_and_refuses_other_data(tmp_pa
     changed = save_mnist(MnistSplit(digits.train_images[::-1].copy(), *[getattr(digits, k) for k in
                                     ("train_labels", "test_images", "test_labels")], "other"), tmp_path / "other")
     with pytest.raises(CheckpointError, match=f"the data in {changed} is not the data .* was trained on"):
-        train(TrainConfig(**{**TINY.to_json(), "data_dir": str(changed)}), out, resume=True, stream=open(os.devnull, "w"))
+        train(TrainConfig(**{**TINY.to_json(), "data_dir": str(changed)}), out, resume=True,
+              stream=open(os.devnull, "w"))
     result = train(TrainConfig(**{**TINY.to_json(), "data_dir": str(moved)}), out, resume=True,
                    stream=open(os.devnull, "w"))
     assert result.status == "completed" and read_checkpoint_config(out / "checkpoint.npz").data_dir == str(moved)

@@ -228,3 +228,25 @@ def test_posterior_is_a_diagonal_gaussian_over_the_latent_space():
     q = model.posterior(np.full((2, 10), 0.5, np.float32))
     assert isinstance(q, DiagonalGaussian) and q.mu.shape == (2, 3)
     assert model.kl_to_prior(q).shape == (2,) and (model.kl_to_prior(q).data >= 0).all()
+
+
+def test_the_vaes_parameters_carry_their_dotted_names_into_a_printed_graph():
+    model = VAE(input_dim=4, hidden=(3,), latent_dim=2, rng=0)
+    assert all(p.name == name for name, p in model.named_parameters())
+    mu, _ = model.encode(np.zeros((1, 4), np.float32))
+    assert "leaf 'encoder_mu.weight' (2, 3) float32 requires_grad" in mv.format_graph(mu)
+
+
+def test_the_importance_weighted_log_likelihood_is_the_same_on_every_core_as_in_one_thread(monkeypatch):
+    """The chunks are drawn in order and scored on every core; the result is bit for bit that of scoring
+    them one after another (and of one chunk holding every sample, to rounding)."""
+    import minivae.vae as vae_module
+    model = VAE(12, (8,), 3, rng=0)
+    x = (np.random.default_rng(1).random((5, 12)) < 0.3).astype(np.float32)
+    on_every_core = model.importance_weighted_log_likelihood(x, np.random.default_rng(2), k=70, chunk=16)
+    assert vae_module._in_order_on_every_core.__name__ == "_in_order_on_every_core"
+    monkeypatch.setattr(vae_module, "_in_order_on_every_core", lambda function, items: map(function, items))
+    one_thread = model.importance_weighted_log_likelihood(x, np.random.default_rng(2), k=70, chunk=16)
+    np.testing.assert_array_equal(on_every_core, one_thread)
+    one_chunk = model.importance_weighted_log_likelihood(x, np.random.default_rng(2), k=70, chunk=70)
+    np.testing.assert_allclose(on_every_core, one_chunk, rtol=1e-6)

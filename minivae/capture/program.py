@@ -143,7 +143,7 @@ def _leaves(program: Program, recording: Recording, leaves: list, slots: dict, p
     """Sort the leaves into the batch, the scalars, the draws, the parameters and the constants."""
     batch = recording.batch.data
     drawn = {}
-    for method, args, kwargs, result in recording.draws:
+    for *_, result in recording.draws:
         drawn.setdefault(id(result), [])
     index_of = {id(p): i for i, p in enumerate(params)}
     outside = [batch] + [r for *_, r in recording.draws if isinstance(r, np.ndarray)]

@@ -39,6 +39,7 @@ class CapturedStep:
         if len(dtypes) != 1:
             raise CaptureError(f"captured step: the parameters have several dtypes ({sorted(map(str, dtypes))})")
         self._flat = FlatBuffers(optimizer)
+        backend.keep_freed_arrays_in_heap()  # the replayed step's large temporaries reuse their pages
 
     # ----------------------------------------------------------------- a step
     def __call__(self, x, rng, **scalars) -> float:

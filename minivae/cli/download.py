@@ -11,8 +11,8 @@ from .arguments import positive_float
 def register(subparsers) -> None:
     """Add the ``download`` command."""
     parser = subparsers.add_parser("download", help="download a data set and verify its checksums",
-                                     description="Download the four MNIST files and verify their sizes and MD5 sums, and their "
-                                                 "SHA-256 sums where published.")
+                                     description="Download the four MNIST files and verify their sizes and MD5 "
+                                                 "sums, and their SHA-256 sums where published.")
     parser.add_argument("dataset", choices=("mnist",), help="the data set to download")
     parser.add_argument("--dir", default="data/mnist", metavar="DIR",
                           help="destination directory (default: data/mnist)")

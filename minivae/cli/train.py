@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     defaults = TrainConfig()
     parser.add_argument("--epochs", type=positive_int, help=f"total number of epochs (default: {defaults.epochs})")
     parser.add_argument("--batch-size", type=positive_int,
-                       help=f"digits per step; the last batch of an epoch holds the rest (default: {defaults.batch_size})")
+                       help=f"digits per step; the last batch of an epoch holds the rest "
+                            f"(default: {defaults.batch_size})")
     parser.add_argument("--latent-dim", type=positive_int,
                        help=f"dimensions of z; 2 also draws manifold.png (default: {defaults.latent_dim})")
     parser.add_argument("--hidden", type=positive_int, nargs="+", metavar="WIDTH",
@@ -35,7 +36,8 @@ def register(subparsers) -> None:
     parser.add_argument("--samples", type=positive_int,
                        help=f"samples of z per digit in the ELBO estimate (default: {defaults.samples})")
     parser.add_argument("--estimator", choices=ESTIMATORS,
-                       help=f"SGVB estimator: closed-form KL (eq. 7) or Monte Carlo (eq. 6) (default: {defaults.estimator})")
+                       help=f"SGVB estimator: closed-form KL (eq. 7) or Monte Carlo (eq. 6) "
+                            f"(default: {defaults.estimator})")
     parser.add_argument("--binarize", action="store_const", const=True,
                        help="train on binary digits, x ~ Bernoulli(intensity) drawn afresh each epoch "
                             "(default: raw intensities)")

@@ -74,7 +74,7 @@ class DiagonalGaussian:
         """H = ½ Σ_j (1 + log 2π + logvar_j), over the last axis."""
         return 0.5 * (1.0 + LOG_2PI + self.logvar).sum(axis=-1)
 
-    def kl_divergence(self, other: "DiagonalGaussian | None" = None) -> Tensor:
+    def kl_divergence(self, other: DiagonalGaussian | None = None) -> Tensor:
         """KL(self ‖ other) in closed form, over the last axis; ``other=None`` means N(0, I).
 
         To N(0, I): −½ Σ_j (1 + logvar_j − mu_j² − σ_j²) (paper, appendix B). To N(m, s²):

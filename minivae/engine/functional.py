@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ops import stack
-from .tensor import Tensor, backpropagate, enable_grad, is_grad_enabled
+from .tensor import Tensor, _as_tensor, backpropagate, enable_grad, is_grad_enabled
 
 
 def gradients(output: Tensor, inputs, grad_output=None, create_graph: bool | None = None) -> tuple:
@@ -258,7 +258,3 @@ def _leaves(args, targets: tuple, where: str, recording: bool):
                             f"{data.dtype}")
         args[i] = Tensor(data, requires_grad=True)
     return args, tuple(i % len(args) for i in targets)
-
-
-def _as_tensor(value) -> Tensor:
-    return value if isinstance(value, Tensor) else Tensor(value)

@@ -33,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from .tensor import Tensor, unbroadcast
+from .tensor import Tensor, accumulated, unbroadcast
 
 
 class Op:
@@ -450,23 +450,10 @@ def log_sigmoid_vjp(ctx, g):
 
 
 # ------------------------------------------------------------------------ reductions and broadcasting
-def accumulator(dtype: np.dtype):
-    """The dtype a sum of ``dtype`` values accumulates in: float64 for float32 (and narrower) values."""
-    return np.float64 if dtype.kind == "f" and dtype.itemsize < 8 else None
-
-
-def _accumulated(reduction, x, axis, keepdims):
-    """``reduction`` (np.sum or np.mean) of x, float32 accumulated in float64 and rounded once."""
-    wide = accumulator(x.dtype)
-    if wide is None:
-        return reduction(x, axis=axis, keepdims=keepdims)
-    return reduction(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
-
-
 @primitive(backward_reads_values=False)
 def sum(x, *, axis=None, keepdims=False):  # noqa: A001
     """Σ x over ``axis``; float32 accumulates in float64 and is rounded once, to float32; booleans count."""
-    return _accumulated(np.sum, x, axis, keepdims)
+    return accumulated(np.sum, x, axis, keepdims)
 
 
 @sum.defvjp
@@ -478,7 +465,7 @@ def sum_vjp(ctx, g):
 @primitive(backward_reads_values=False)
 def mean(x, *, axis=None, keepdims=False):
     """The mean over ``axis``, accumulated as ``sum`` is; the mean of booleans is a fraction."""
-    return _accumulated(np.mean, x, axis, keepdims)
+    return accumulated(np.mean, x, axis, keepdims)
 
 
 @mean.defvjp
@@ -683,36 +670,3 @@ def _compare(ufunc):
 
 less, less_equal, greater, greater_equal, equal, not_equal = (
     _compare(u) for u in (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal))
-
-
-# ------------------------------------------------------------------------ the Tensor's operators and methods
-def _install_tensor_methods():
-    """Give ``Tensor`` its operators and methods: each calls one of the functions above."""
-    def method(function):
-        return lambda self, *args, **kwargs: function(self, *args, **kwargs)
-
-    def reflected(function):
-        return lambda self, other: function(other, self)
-
-    binary = {"add": add, "sub": sub, "mul": mul, "truediv": div, "pow": pow, "matmul": matmul}
-    for name, op in binary.items():
-        setattr(Tensor, f"__{name}__", method(op))
-        setattr(Tensor, f"__r{name}__", reflected(op))
-    for name, compare in {"lt": less, "le": less_equal, "gt": greater, "ge": greater_equal,
-                          "eq": equal, "ne": not_equal}.items():
-        setattr(Tensor, f"__{name}__", method(compare))
-    Tensor.__neg__ = method(neg)
-    Tensor.__getitem__ = method(getitem)
-    for op in (exp, log, log1p, sqrt, abs, relu, tanh, sigmoid, softplus, log_sigmoid):
-        setattr(Tensor, op.name, method(op))
-    for op in (sum, mean, max, logsumexp):
-        setattr(Tensor, op.name, lambda self, axis=None, keepdims=False, op=op: op(self, axis=axis, keepdims=keepdims))
-    Tensor.softmax = lambda self, axis=-1: softmax(self, axis=axis)
-    Tensor.log_softmax = lambda self, axis=-1: log_softmax(self, axis=axis)
-    Tensor.transpose = lambda self, *axes: transpose(self, axes=axes[0] if len(axes) == 1 else (axes or None))
-    Tensor.reshape = lambda self, *shape: reshape(
-        self, shape=shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
-    Tensor.T = property(lambda self: transpose(self))
-
-
-_install_tensor_methods()

@@ -9,8 +9,10 @@ op's backward, see ``ops.py``), sums what reaches each tensor, and leaves the re
 With ``create_graph=True`` the same walk runs on Tensors instead of arrays: every op of every
 backward records a graph, so the gradients it leaves can be differentiated again.
 
-This file imports nothing else of the engine: the walk needs only ``+``, ``.sum`` and ``.reshape``,
-which ndarrays and Tensors both have (``ops.py`` gives Tensors their operators and methods).
+Tensor's operators and methods are written in its class body and each calls one op of ``ops.py``
+(imported at the end of this file, so that ``ops.py`` can build on ``Tensor``). This file also owns
+two rules every op follows: float32 sums accumulate in float64 (``accumulator``, ``accumulated``),
+and a gradient of a broadcast shape is summed back to its argument's shape (``unbroadcast``).
 """
 from __future__ import annotations
 
@@ -136,7 +138,7 @@ class Tensor:
         self._retains_grad = False
 
     @classmethod
-    def from_op(cls, data: np.ndarray, op, parents: tuple, static: dict, saved=None) -> "Tensor":
+    def from_op(cls, data: np.ndarray, op, parents: tuple, static: dict, saved=None) -> Tensor:
         """The result of ``op``: it records its parents only when some parent requires grad (and never for a
         result that is not floating-point, such as a comparison's booleans, which has no gradient)."""
         out = cls(data)
@@ -215,7 +217,74 @@ class Tensor:
                             f"this one has shape {self.shape}")
         return self.data.item()
 
-    __hash__ = object.__hash__  # == compares elementwise (see ops.py), so hashing stays by identity
+    __hash__ = object.__hash__  # == compares elementwise, so hashing stays by identity
+
+    # ----------------------------------------------------------------- operators (each one op of ops.py)
+    def __add__(self, other): return _ops.add(self, other)
+    def __radd__(self, other): return _ops.add(other, self)
+    def __sub__(self, other): return _ops.sub(self, other)
+    def __rsub__(self, other): return _ops.sub(other, self)
+    def __mul__(self, other): return _ops.mul(self, other)
+    def __rmul__(self, other): return _ops.mul(other, self)
+    def __truediv__(self, other): return _ops.div(self, other)
+    def __rtruediv__(self, other): return _ops.div(other, self)
+    def __pow__(self, other): return _ops.pow(self, other)
+    def __rpow__(self, other): return _ops.pow(other, self)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    def __neg__(self): return _ops.neg(self)
+    def __getitem__(self, index): return _ops.getitem(self, index)
+
+    # comparisons: boolean Tensors that record no graph
+    def __lt__(self, other): return _ops.less(self, other)
+    def __le__(self, other): return _ops.less_equal(self, other)
+    def __gt__(self, other): return _ops.greater(self, other)
+    def __ge__(self, other): return _ops.greater_equal(self, other)
+    def __eq__(self, other): return _ops.equal(self, other)  # type: ignore[override]
+    def __ne__(self, other): return _ops.not_equal(self, other)  # type: ignore[override]
+
+    # ----------------------------------------------------------------- methods (each one function of ops.py)
+    def exp(self) -> Tensor: return _ops.exp(self)
+    def log(self) -> Tensor: return _ops.log(self)
+    def log1p(self) -> Tensor: return _ops.log1p(self)
+    def sqrt(self) -> Tensor: return _ops.sqrt(self)
+    def abs(self) -> Tensor: return _ops.abs(self)
+    def relu(self) -> Tensor: return _ops.relu(self)
+    def tanh(self) -> Tensor: return _ops.tanh(self)
+    def sigmoid(self) -> Tensor: return _ops.sigmoid(self)
+    def softplus(self) -> Tensor: return _ops.softplus(self)
+    def log_sigmoid(self) -> Tensor: return _ops.log_sigmoid(self)
+
+    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops.mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops.max(self, axis=axis, keepdims=keepdims)
+
+    def logsumexp(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops.logsumexp(self, axis=axis, keepdims=keepdims)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return _ops.softmax(self, axis=axis)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return _ops.log_softmax(self, axis=axis)
+
+    def transpose(self, *axes) -> Tensor:
+        """``t.transpose()`` reverses the axes; ``t.transpose(1, 0, 2)`` or ``t.transpose((1, 0, 2))`` permutes them."""
+        return _ops.transpose(self, axes=axes[0] if len(axes) == 1 else (axes or None))
+
+    def reshape(self, *shape) -> Tensor:
+        """``t.reshape(2, 3)`` or ``t.reshape((2, 3))``; one side may be -1."""
+        return _ops.reshape(self, shape=shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802  (the array name)
+        """The tensor with its axes reversed."""
+        return _ops.transpose(self)
 
     def __repr__(self) -> str:
         origin = f"op={self.op.name}" if self.op is not None else "leaf"
@@ -224,11 +293,11 @@ class Tensor:
         return f"Tensor(shape={self.shape}, dtype={self.dtype}, {origin}{grad}{name})"
 
     # ----------------------------------------------------------------- autodiff
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """A leaf tensor sharing this tensor's data, cut from the graph."""
         return Tensor(self.data)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place (leaves only) and return self."""
         if self.op is not None:
             raise ValueError("requires_grad_: only a leaf tensor's flag can be set; use detach() first")
@@ -241,7 +310,7 @@ class Tensor:
         """Forget the accumulated gradient."""
         self.grad = None
 
-    def retain_grad(self) -> "Tensor":
+    def retain_grad(self) -> Tensor:
         """Keep this tensor's gradient in ``.grad`` at the next ``backward``, even if it is not a leaf."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad: this tensor does not require grad, so no gradient reaches it")
@@ -354,7 +423,7 @@ class BackwardContext:
         self.__dict__.update(static)
 
     @classmethod
-    def of(cls, node: "Tensor", create_graph: bool) -> "BackwardContext":
+    def of(cls, node: Tensor, create_graph: bool) -> BackwardContext:
         """The context of the walk at ``node``: Tensors under ``create_graph``, arrays otherwise."""
         inputs, ans = (node.parents, node) if create_graph else (tuple(p.data for p in node.parents), node.data)
         return cls(inputs, ans, node.saved, node.static, tuple(p.requires_grad for p in node.parents))
@@ -546,19 +615,42 @@ def _arrays_of(value):
 
 
 def _as_tensor(value) -> Tensor:
+    """``value`` itself if it is a Tensor, else a new leaf Tensor holding it (not requiring grad)."""
     return value if isinstance(value, Tensor) else Tensor(value)
 
 
+def accumulator(dtype: np.dtype):
+    """The dtype a sum of ``dtype`` values accumulates in: float64 for float32 (and narrower) floats,
+    None (the values' own dtype) otherwise."""
+    return np.float64 if dtype.kind == "f" and dtype.itemsize < 8 else None
+
+
+def accumulated(reduction, x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
+    """``reduction`` (np.sum or np.mean) of the array x, float32 accumulated in float64 and rounded
+    once to float32: the rule of every sum the engine takes."""
+    wide = accumulator(x.dtype)
+    if wide is None:
+        return reduction(x, axis=axis, keepdims=keepdims)
+    return reduction(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
+
+
 def unbroadcast(grad, shape: tuple, where: str = "unbroadcast"):
-    """Sum ``grad`` (an ndarray or a Tensor) over the axes that broadcasting added or stretched to reach
-    it from ``shape``: the gradient of broadcasting."""
+    """Sum ``grad`` over the axes that broadcasting added or stretched to reach it from ``shape``: the
+    gradient of broadcasting, in ``shape``.
+
+    An ndarray is summed here (``accumulated``); a Tensor goes through the ``sum_to`` op (whose
+    forward is this function on its array), so that the sum is recorded. Raises RuntimeError, naming
+    ``where``, when ``grad``'s shape cannot come from ``shape`` by broadcasting.
+    """
     extra = grad.ndim - len(shape)
     if extra < 0 or any(n != 1 and n != m for n, m in zip(shape, grad.shape[extra:])):
         raise RuntimeError(f"{where}: a gradient of shape {grad.shape} cannot belong to a tensor of shape {shape}")
+    if isinstance(grad, Tensor):
+        return grad if grad.shape == tuple(shape) else _ops.sum_to(grad, shape=tuple(shape))
     axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
-    if axes and isinstance(grad, np.ndarray):  # float32 accumulates in float64, as the engine's sum does
-        wide = np.float64 if grad.dtype.kind == "f" and grad.dtype.itemsize < 8 else None
-        grad = np.sum(grad, axis=axes, keepdims=True, dtype=wide).astype(grad.dtype, copy=False)
-    elif axes:
-        grad = grad.sum(axis=axes, keepdims=True)
+    if axes:
+        grad = accumulated(np.sum, grad, axes, True)
     return grad.reshape(shape)
+
+
+from . import ops as _ops  # noqa: E402  (ops builds on Tensor; Tensor's methods call ops at run time)

@@ -20,7 +20,7 @@ from .gaussian import gaussian_kl_backward, gaussian_kl_rows, reparameterize, re
 from .adam import adam_step
 from . import activations as _activations, gaussian as _gaussian, losses as _losses, adam as _adam
 
-COMPILED = (_activations.bias_relu, _activations.relu_backward, _activations.column_sum, _losses._bce_combine,
+COMPILED = (_activations.bias_relu, _activations.relu_backward, _activations.column_sum, _losses._bce_rows,
             _gaussian._reparameterize_combine, _gaussian.reparameterize_backward, _gaussian._gaussian_kl_combine,
             _gaussian.gaussian_kl_backward, _adam.adam_step)
 """Every Numba-compiled function (dispatchers; plain functions where Numba is absent)."""

@@ -11,7 +11,10 @@ warning says so once.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
+import sys
 import threading
 import warnings
 
@@ -115,3 +118,26 @@ def jit(fastmath=False):
         return lambda function: function  # never called: the references run instead
     return numba.njit(cache=True, nogil=True, error_model="numpy",
                       fastmath=set(fastmath) if isinstance(fastmath, tuple) else fastmath)
+
+
+_HEAP_SET = False
+
+
+def keep_freed_arrays_in_heap() -> bool:
+    """Ask glibc's malloc to keep arrays below 64 MiB in its heap, and freed memory up to 256 MiB, for the
+    rest of the process: a step that frees and allocates the same multi-megabyte arrays every time
+    (S × batch × 784 logits and their gradient) then reuses the same pages instead of having the
+    kernel map, zero and fault in fresh ones (3,408 page faults and about a fifth of the step at
+    batch 128, S = 10; see benchmarks/README.md). The resident memory stays near its peak instead
+    of shrinking between steps. Once per process; elsewhere than glibc, nothing. Whether it is set.
+    """
+    global _HEAP_SET
+    if not _HEAP_SET and sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            m_trim_threshold, m_mmap_threshold = -1, -3
+            _HEAP_SET = bool(libc.mallopt(m_mmap_threshold, 64 << 20)) and bool(libc.mallopt(m_trim_threshold,
+                                                                                             256 << 20))
+        except (OSError, AttributeError):
+            pass
+    return _HEAP_SET

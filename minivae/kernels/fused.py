@@ -151,14 +151,16 @@ def bernoulli_log_prob(logits, targets):
 
 @bernoulli_log_prob.defvjp
 def bernoulli_log_prob_vjp(ctx, g):
-    """∂/∂z = -g·(σ(z) - t) from the saved gradient; ∂/∂t = g·z."""
+    """∂/∂z = -g·(σ(z) - t) from the saved gradient; ∂/∂t = g·z (0 where a term of weight 0 was dropped:
+    t = 0 at z = -∞, t = 1 at z = +∞, as the composition)."""
     logits, targets = ctx.inputs
     g = -g[..., None]
     grad_targets = None
     if ctx.needs_grad[1]:
-        grad_targets = g * -np.broadcast_to(logits, ctx.saved.shape)
+        z = np.broadcast_to(logits, ctx.saved.shape)
+        dropped = ((targets == 0) & (z == -np.inf)) | ((targets == 1) & (z == np.inf))
+        grad_targets = g * -np.where(dropped, 0, z)
     return g * ctx.saved, grad_targets
-
 
 
 # ------------------------------------------------------------------------ Gaussian latent

@@ -52,14 +52,14 @@ class LinearGaussianModel(Module):
         self.weight, self.bias, self.log_sigma = Parameter(weight), Parameter(bias), Parameter(log_sigma)
 
     @classmethod
-    def random(cls, data_dim: int, latent_dim: int, rng=None, sigma: float = 0.5) -> "LinearGaussianModel":
+    def random(cls, data_dim: int, latent_dim: int, rng=None, sigma: float = 0.5) -> LinearGaussianModel:
         """W and b with standard-normal entries, noise level ``sigma``, in float64."""
         _check_dims("LinearGaussianModel.random", data_dim, latent_dim)
         rng = as_generator(rng, "LinearGaussianModel.random")
         return cls(rng.standard_normal((data_dim, latent_dim)), rng.standard_normal(data_dim), np.log(sigma))
 
     @classmethod
-    def maximum_likelihood(cls, x, latent_dim: int) -> "LinearGaussianModel":
+    def maximum_likelihood(cls, x, latent_dim: int) -> LinearGaussianModel:
         """θ maximizing Σ_n ln p(x_n): probabilistic PCA's closed form (Tipping & Bishop 1999).
 
         With λ₁ ≥ … ≥ λ_D the eigenvalues of the data covariance and U_d the first d eigenvectors:
@@ -123,7 +123,7 @@ class LinearGaussianModel(Module):
         """ln p(z) = ln N(z; 0, I), per sample."""
         return StandardNormal(self.latent_dim, self.weight.dtype).log_prob(z)
 
-    def expected_log_likelihood(self, x, encoder: "LinearGaussianEncoder") -> Tensor:
+    def expected_log_likelihood(self, x, encoder: LinearGaussianEncoder) -> Tensor:
         """E_q[ln p(x|z)] = −D/2 ln 2πσ² − (‖x − W μ − b‖² + ‖W L‖²_F) / 2σ², per row of x."""
         x = _check_data("LinearGaussianModel.expected_log_likelihood", x, self.data_dim)
         residual = x - linear(encoder.mean(x), self.weight, self.bias)
@@ -131,7 +131,7 @@ class LinearGaussianModel(Module):
         squared = (residual * residual).sum(axis=-1) + spread
         return -0.5 * self.data_dim * (LOG_2PI + 2.0 * self.log_sigma) - 0.5 * squared * exp(-2.0 * self.log_sigma)
 
-    def elbo(self, x, encoder: "LinearGaussianEncoder") -> Tensor:
+    def elbo(self, x, encoder: LinearGaussianEncoder) -> Tensor:
         """L(q, θ; x) = E_q[ln p(x|z)] − KL(q(z|x) ‖ p(z)) (paper eq. 3), exact, per row of x."""
         return self.expected_log_likelihood(x, encoder) - encoder.kl_to_prior(x)
 
@@ -151,11 +151,9 @@ class LinearGaussianEncoder(Module):
                              f"and {log_diagonal.shape}")
         self.weight, self.bias = Parameter(weight), Parameter(bias)
         self.strict_lower, self.log_diagonal = Parameter(strict_lower), Parameter(log_diagonal)
-        self._below_diagonal = np.tril(np.ones((d, d), weight.dtype), -1)
-        self._identity = np.eye(d, dtype=weight.dtype)
 
     @classmethod
-    def standard(cls, data_dim: int, latent_dim: int) -> "LinearGaussianEncoder":
+    def standard(cls, data_dim: int, latent_dim: int) -> LinearGaussianEncoder:
         """A = 0, c = 0, L = I in float64: q(z|x) = N(0, I) for every x."""
         _check_dims("LinearGaussianEncoder.standard", data_dim, latent_dim)
         return cls(np.zeros((latent_dim, data_dim)), np.zeros(latent_dim), np.zeros((latent_dim, latent_dim)),
@@ -171,7 +169,8 @@ class LinearGaussianEncoder(Module):
 
     def scale_tril(self) -> Tensor:
         """L, lower triangular with a positive diagonal, so that L Lᵀ is a covariance."""
-        return self.strict_lower * self._below_diagonal + exp(self.log_diagonal) * self._identity
+        d, dtype = self.latent_dim, self.strict_lower.dtype  # the masks follow the parameters' dtype
+        return self.strict_lower * np.tril(np.ones((d, d), dtype), -1) + exp(self.log_diagonal) * np.eye(d, dtype=dtype)
 
     def covariance(self) -> np.ndarray:
         """L Lᵀ."""

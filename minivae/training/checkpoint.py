@@ -137,7 +137,8 @@ def _check_consistency(run: Checkpoint) -> None:
     for buffer, arrays in optimizer.state.items():
         for i, array in enumerate(arrays):
             if not np.isfinite(array).all() or (buffer == "v" and (array < 0).any()):
-                problems.append(f"the optimizer's {buffer}.{i} has non-finite{' or negative' if buffer == 'v' else ''} values")
+                kind = "non-finite or negative" if buffer == "v" else "non-finite"
+                problems.append(f"the optimizer's {buffer}.{i} has {kind} values")
     history = state.history
     if not (isinstance(history, list) and all(isinstance(m, dict) for m in history)):
         problems.append("the metrics history is not a list of records")
