@@ -298,6 +298,26 @@ def test_a_mask_from_the_engines_comparisons_is_recomputed_at_every_step(backend
         assert step.traces == 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loss_that_runs_a_backward_is_refused(backend):
+    # A gradient penalty differentiates through relu's backward, whose mask is a constant: with the same
+    # batch and draws at the first two steps, the program passed the second step's check and kept that
+    # mask at the third, silently. Any backward inside the loss is refused at the first step.
+    def penalised(model):
+        def loss(x, rng):
+            value = model.negative_elbo(x, rng)
+            grads = mv.gradients(value, list(model.parameters()), create_graph=True)
+            return value + 0.01 * sum((g * g).sum() for g in grads)
+        return loss
+
+    with kernels.use(backend):
+        model, opt = make(input_dim=6, hidden=(4,), latent=2)
+        x, = batches([4], input_dim=6)
+        with pytest.raises(CaptureError, match="loss_fn runs a backward"):
+            capture_step(model, opt, penalised(model))(x, np.random.default_rng(0))
+        assert all(p.grad is None or not np.any(p.grad) for p in model.parameters())
+
+
 def test_bad_arguments():
     model, opt = make()
     x, = batches([8])
