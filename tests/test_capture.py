@@ -318,6 +318,32 @@ def test_a_loss_that_runs_a_backward_is_refused(backend):
         assert all(p.grad is None or not np.any(p.grad) for p in model.parameters())
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("function", ["softmax", "log_softmax"])
+def test_softmax_and_log_softmax_in_the_loss_are_replayed(backend, function):
+    # Their shift (the maximum) was computed outside the engine's ops: a constant, so the program was refused.
+    def loss_of(model):
+        def loss(x, rng):
+            posterior = model.posterior(x)
+            z = posterior.rsample(rng)
+            entropy_like = (getattr(mv, function)(z, axis=1) * z).sum(axis=1)
+            return -(model.reconstruction_log_likelihood(x, z) - posterior.kl_divergence() + entropy_like).mean()
+        return loss
+
+    with kernels.use(backend):
+        eager_model, eager_optimizer = make(input_dim=6, hidden=(5,), latent=3)
+        model, opt = make(input_dim=6, hidden=(5,), latent=3)
+        step = capture_step(model, opt, loss_of(model))
+        eager_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
+        for x in batches([4, 4, 4, 2], input_dim=6):
+            eager_optimizer.zero_grad()
+            loss = loss_of(eager_model)(mv.Tensor(x), eager_rng)
+            loss.backward()
+            eager_optimizer.step()
+            assert step(x, rng) == float(loss.data)
+            assert_same(eager_model, model)
+
+
 def test_bad_arguments():
     model, opt = make()
     x, = batches([8])

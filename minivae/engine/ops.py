@@ -538,6 +538,19 @@ def sum_to_vjp(ctx, g):
     return (broadcast_to(g, shape=ctx.inputs[0].shape),)
 
 
+@primitive(backward_reads_values=False)
+def max_shift(x, *, axis):
+    """The maximum of x along ``axis`` as a size-1 axis (0 where it is infinite or the axis is empty): the
+    shift of softmax and log_softmax, an op with no gradient (their result does not depend on it), so
+    that the captured step recomputes it at every step instead of keeping a recorded step's value."""
+    return _max_as_constant(x, axis)
+
+
+@max_shift.defvjp
+def max_shift_vjp(ctx, g):
+    return (None,)
+
+
 def _shifted(x, axis: int, name: str):
     """x - m along ``axis``, m its maximum taken as a constant: exact for the largest terms, and the
     result of softmax and log_softmax does not depend on m, so neither does their gradient. ValueError
@@ -545,7 +558,7 @@ def _shifted(x, axis: int, name: str):
     ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
         raise ValueError(f"{name}: axis {axis!r} is not an axis of a {ndim}-d input")
-    return x - _max_as_constant(value(x), axis)
+    return x - max_shift(x, axis=axis)
 
 
 def softmax(x, axis: int = -1):
