@@ -34,8 +34,11 @@ def atomic_write(path):
     The file is a temporary one in the same directory; on success it is flushed, fsynced and
     renamed onto ``path`` with ``os.replace`` (atomic), on any failure it is removed, so ``path``
     is always either its previous content or the complete new one. A full disk raises
-    ``DiskFullError`` naming ``path``.
+    ``DiskFullError`` naming ``path``; any other failure an ``OSError`` of the same type naming
+    ``path`` (never the temporary file) and the true cause (see ``write_problem``).
     """
+    if os.fspath(path) == "":
+        raise _error(FileNotFoundError(errno.ENOENT, ""), "cannot write a file at an empty path")
     path = Path(path)
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
@@ -67,14 +70,58 @@ def write_bytes(path, content: bytes) -> Path:
 
 
 def _named(err: OSError, path: Path) -> OSError:
-    """``err`` as an error that names ``path``, and for a full disk says what to do."""
+    """``err`` as an error of the same type that names ``path`` (never the temporary file) and its
+    true cause, and for a full disk says what to do."""
     if err.errno in DISK_FULL:
         return DiskFullError(err.errno, path)
-    if isinstance(err, (FileNotFoundError, NotADirectoryError)) and not path.parent.is_dir():
-        return type(err)(err.errno, f"cannot write {path}: its directory {path.parent} does not exist")
-    if str(path) in str(err):
-        return err
-    return type(err)(err.errno, f"cannot write {path}: {err.strerror or err}")
+    return _error(err, f"cannot write {path}: {write_problem(path) or err.strerror or err}")
+
+
+def write_problem(path, kind: str = "file") -> str | None:
+    """Why no ``kind`` ("file" or "directory") can be written at ``path``, seen from the path
+    itself: it is empty; it is a directory where a file is asked for, or a file where a directory
+    is; a parent is a file; or (for a file) its directory does not exist. None if none of these."""
+    if os.fspath(path) == "":
+        return "the path is empty"
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        return "it is a directory"
+    if kind == "directory" and path.exists() and not path.is_dir():
+        return "it is an existing file, not a directory"
+    ancestor = next((parent for parent in path.parents if parent.exists() or parent.is_symlink()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        return f"{ancestor} is {'a file' if ancestor.exists() else 'a broken link'}, not a directory"
+    if kind == "file" and not path.parent.is_dir():
+        return f"its directory {path.parent} does not exist"
+    return None
+
+
+def make_directory(path, what: str, exist_ok: bool = True) -> Path:
+    """Create the directory ``path`` and its parents if need be, and return it as a ``Path``; unless
+    ``exist_ok``, an existing ``path`` raises ``FileExistsError``.
+
+    An ``OSError`` of the same type names ``path`` (as "``what`` ``path``", e.g. "the run folder
+    runs/a") and the true cause: an empty path, a parent that is a file, no permission, a
+    read-only file system; a full disk raises ``DiskFullError``.
+    """
+    if os.fspath(path) == "":
+        raise _error(FileNotFoundError(errno.ENOENT, ""), f"cannot create {what}: its path is empty")
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise DiskFullError(err.errno, path) from None
+        raise _error(err, f"cannot create {what} {path}: {write_problem(path, 'directory') or err.strerror or err}"
+                     ) from None
+    return path
+
+
+def _error(err: OSError, message: str) -> OSError:
+    """An error of ``err``'s type and errno whose text is ``message`` alone (no "[Errno n]")."""
+    named = type(err)(message)
+    named.errno = err.errno
+    return named
 
 
 def remove_stale_temporaries(directory, names) -> list[Path]:

@@ -6,10 +6,17 @@ of Bernoullis with logits f(z). The evidence lower bound (ELBO)
     L(x) = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)) ≤ log p(x)
 
 is estimated from S reparameterized samples z_s = mu + σ ⊙ ε_s by either SGVB estimator:
-``elbo_closed_form_kl`` (paper eq. 7) or ``elbo_monte_carlo`` (eq. 6).
+``elbo_closed_form_kl`` (paper eq. 7) or ``elbo_monte_carlo`` (eq. 6). The same S samples also give
+the importance-weighted bound of Burda, Grosse & Salakhutdinov (2015, eq. 8),
+
+    L_S(x) = E[log (1/S) Σ_s p(x, z_s) / q(z_s|x)],   L_1 = L ≤ L_S ≤ L_{S+1} ≤ log p(x),
+
+``importance_weighted_bound``: a training objective (``estimator="importance-weighted"``) and,
+with S = 5,000, the evaluation's estimate of log p(x) (``VAE.importance_weighted_log_likelihood``).
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,25 +29,38 @@ from .engine import Tensor, logsumexp, no_grad
 from .nn import MLP, Linear, Module, Sequential, activation_class
 
 
-def elbo_closed_form_kl(reconstruction_log_likelihood: Tensor, kl_to_prior: Tensor) -> Tensor:
-    """SGVB estimator B (eq. 7): L̃ᴮ = −KL(q(z|x) ‖ p(z)) + (1/S) Σ_s log p(x|z_s).
+def _is_one(kl_weight) -> bool:
+    """β = 1 given as a Python number: the bound itself, with the graph it had before KL warm-up existed."""
+    return isinstance(kl_weight, (int, float)) and kl_weight == 1
 
-    ``reconstruction_log_likelihood`` has shape (S, batch); ``kl_to_prior`` has shape (batch,).
+
+def elbo_closed_form_kl(reconstruction_log_likelihood: Tensor, kl_to_prior: Tensor, kl_weight=1.0) -> Tensor:
+    """SGVB estimator B (eq. 7): L̃ᴮ = −β·KL(q(z|x) ‖ p(z)) + (1/S) Σ_s log p(x|z_s), β = ``kl_weight``.
+
+    ``reconstruction_log_likelihood`` has shape (S, batch); ``kl_to_prior`` has shape (batch,). β = 1
+    (the default) is the ELBO; β < 1 is KL warm-up's objective (a float, or a 0-d Tensor).
     """
-    return reconstruction_log_likelihood.mean(axis=0) - kl_to_prior
+    return reconstruction_log_likelihood.mean(axis=0) - (kl_to_prior if _is_one(kl_weight) else kl_to_prior * kl_weight)
 
 
-def log_importance_weight(reconstruction_log_likelihood: Tensor, log_prior: Tensor, log_posterior: Tensor) -> Tensor:
-    """log w = log p(x|z) + log p(z) − log q(z|x) = log [p(x, z) / q(z|x)], per sample."""
-    return reconstruction_log_likelihood + log_prior - log_posterior
+def log_importance_weight(reconstruction_log_likelihood: Tensor, log_prior: Tensor, log_posterior: Tensor,
+                          kl_weight=1.0) -> Tensor:
+    """log w = log p(x|z) + β·[log p(z) − log q(z|x)], per sample; at β = 1 (the default) log [p(x, z) / q(z|x)].
+
+    β = ``kl_weight`` weights the single-sample KL term log q(z|x) − log p(z), whose expectation
+    under q is KL(q(z|x) ‖ p(z)): KL warm-up's weighting for the sampled estimators.
+    """
+    if _is_one(kl_weight):
+        return reconstruction_log_likelihood + log_prior - log_posterior
+    return reconstruction_log_likelihood + (log_prior - log_posterior) * kl_weight
 
 
-def elbo_monte_carlo(reconstruction_log_likelihood: Tensor, log_prior: Tensor, log_posterior: Tensor) -> Tensor:
+def elbo_monte_carlo(reconstruction_log_likelihood: Tensor, log_prior: Tensor, log_posterior: Tensor,
+                     kl_weight=1.0) -> Tensor:
     """SGVB estimator A (eq. 6): L̃ᴬ = (1/S) Σ_s [log p(x, z_s) − log q(z_s|x)], all terms of shape (S, batch)."""
-    return log_importance_weight(reconstruction_log_likelihood, log_prior, log_posterior).mean(axis=0)
+    return log_importance_weight(reconstruction_log_likelihood, log_prior, log_posterior, kl_weight).mean(axis=0)
 
 
-ESTIMATORS = ("closed-form", "monte-carlo")
 ELBO_REDUCTIONS = ("mean", "none")
 """What negative_elbo does with the per-example values: average them over the batch, or keep them."""
 
@@ -70,6 +90,22 @@ def _in_order_on_every_core(function, items):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def importance_weighted_bound(log_weights: Tensor) -> Tensor:
+    """L_k = log (1/k) Σ_i w_i over the first axis: Burda, Grosse & Salakhutdinov (2015), eq. 8.
+
+    ``log_weights`` of shape (k, batch) holds log w_i = log p(x, z_i) − log q(z_i|x) for k draws
+    z_i ~ q(z|x); the result, shape (batch,), in nats and in their dtype, is an estimate whose
+    expectation is L_k ≤ log p(x) (L_1 is the ELBO; L_k rises with k). The log-sum-exp subtracts
+    the largest weight first (``minivae.logsumexp``), so no exponential overflows in float32, and
+    its gradient is the softmax of the weights times theirs (the reparameterized gradient). The
+    one definition behind the training objective and the evaluation's 5,000-sample log p(x).
+    """
+    return logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
+
+
+ESTIMATORS = ("closed-form", "monte-carlo", "importance-weighted")
 
 
 class VAE(Module):
@@ -163,8 +199,15 @@ class VAE(Module):
         """log p(z) = log N(z; 0, I), per sample."""
         return self.prior.log_prob(z)
 
-    def elbo(self, x, rng, samples: int = 1, estimator: str = "closed-form") -> Tensor:
-        """The ELBO of each example in nats, shape (batch,), from ``samples`` draws of z per example."""
+    def elbo(self, x, rng, samples: int = 1, estimator: str = "closed-form", kl_weight=1.0) -> Tensor:
+        """The ELBO of each example in nats, shape (batch,), from ``samples`` draws of z per example.
+
+        ``estimator``: "closed-form" (SGVB-B, eq. 7), "monte-carlo" (SGVB-A, eq. 6) or
+        "importance-weighted" (the bound L_k of ``importance_weighted_bound`` with k = ``samples``,
+        ≥ the ELBO; at k = 1 it is SGVB-A). ``kl_weight`` β (a float or a 0-d Tensor) weights the KL
+        term as KL warm-up does (``log_importance_weight``); β = 1, the default, is the bound itself.
+        Raises ValueError for an unknown estimator or a samples count that is not a positive int.
+        """
         if estimator not in ESTIMATORS:
             raise ValueError(f"VAE.elbo: estimator must be one of {ESTIMATORS}, got {estimator!r}")
         if not is_positive_int(samples):
@@ -174,18 +217,22 @@ class VAE(Module):
         z = posterior.rsample(rng, samples=samples)
         log_px_given_z = self.reconstruction_log_likelihood(x, z)
         if estimator == "closed-form":
-            return elbo_closed_form_kl(log_px_given_z, self.kl_to_prior(posterior))
-        return elbo_monte_carlo(log_px_given_z, self.log_prior(z), posterior.log_prob(z))
+            return elbo_closed_form_kl(log_px_given_z, self.kl_to_prior(posterior), kl_weight)
+        if estimator == "monte-carlo":
+            return elbo_monte_carlo(log_px_given_z, self.log_prior(z), posterior.log_prob(z), kl_weight)
+        return importance_weighted_bound(log_importance_weight(log_px_given_z, self.log_prior(z),
+                                                               posterior.log_prob(z), kl_weight))
 
     def negative_elbo(self, x, rng, samples: int = 1, estimator: str = "closed-form",
-                      reduction: str = "mean") -> Tensor:
+                      reduction: str = "mean", kl_weight=1.0) -> Tensor:
         """−ELBO in nats: averaged over the batch (``"mean"``, a scalar) or per example (``"none"``).
 
-        The training loss. ``estimator`` is "closed-form" (SGVB-B, eq. 7) or "monte-carlo" (SGVB-A, eq. 6).
+        The training loss. ``estimator`` is "closed-form" (SGVB-B, eq. 7), "monte-carlo" (SGVB-A,
+        eq. 6) or "importance-weighted" (−L_k, k = ``samples``); ``kl_weight`` as in ``elbo``.
         """
         if reduction not in ELBO_REDUCTIONS:
             raise ValueError(f"VAE.negative_elbo: reduction must be one of {ELBO_REDUCTIONS}, got {reduction!r}")
-        loss = -self.elbo(x, rng, samples, estimator)
+        loss = -self.elbo(x, rng, samples, estimator, kl_weight)
         return loss.mean() if reduction == "mean" else loss
 
     # ----------------------------------------------------------------- evaluation
@@ -193,11 +240,13 @@ class VAE(Module):
     def importance_weighted_log_likelihood(self, x, rng, k: int = 5000, chunk: int = 500) -> np.ndarray:
         """log p(x) ≈ log (1/k) Σ_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x), per example (float64, shape (batch,)).
 
-        The importance-sampled estimate of the paper's marginal likelihood; it is a lower bound in
-        expectation that rises with k towards log p(x). The k samples are drawn ``chunk`` at a time, in
-        order, and the chunks are scored on every core (one chunk per core at a time, so memory holds
-        chunk × batch × input_dim decoder outputs per core); the log-sum-exp accumulates in float64,
-        chunk after chunk, so the result does not depend on the number of cores.
+        The importance-sampled estimate of the paper's marginal likelihood: ``importance_weighted_bound``
+        (the training objective's formula) of k log-weights, a lower bound in expectation that rises
+        with k towards log p(x). The k samples are drawn ``chunk`` at a time, in order, and the chunks
+        are scored on every core (one chunk per core at a time, so memory holds chunk × batch ×
+        input_dim decoder outputs per core); the log-weights (k × batch) are gathered in float64 in
+        order and the bound taken once over all of them, so the result does not depend on the number
+        of cores.
         """
         for name, value in (("k", k), ("chunk", chunk)):
             if not is_positive_int(value):
@@ -208,16 +257,16 @@ class VAE(Module):
         posterior = DiagonalGaussian(*self._encode(x))
 
         @no_grad()  # in a worker thread too (the grad mode is per thread)
-        def log_sum_of_weights(z):
-            log_w = log_importance_weight(self.reconstruction_log_likelihood(x, z), self.log_prior(z),
-                                          posterior.log_prob(z)).data.astype(np.float64)
-            return logsumexp(Tensor(log_w), axis=0).data
+        def log_weights_of(z):
+            return log_importance_weight(self.reconstruction_log_likelihood(x, z), self.log_prior(z),
+                                         posterior.log_prob(z)).data
 
         draws = (posterior.sample(rng, samples=min(chunk, k - start)) for start in range(0, k, chunk))
-        total = np.full(x.shape[0], -np.inf)
-        for partial in _in_order_on_every_core(log_sum_of_weights, draws):
-            total = np.logaddexp(total, partial)
-        return total - np.log(k)
+        log_weights, start = np.empty((k, x.shape[0])), 0
+        for part in _in_order_on_every_core(log_weights_of, draws):
+            log_weights[start:start + len(part)] = part
+            start += len(part)
+        return importance_weighted_bound(Tensor(log_weights)).data
 
     @no_grad()
     def reconstruct(self, x) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The minivae command, run in-process through main(argv), and once as a real subprocess."""
 import argparse
 import json
+import re
 import signal
 import socket
 import struct
@@ -205,14 +206,97 @@ def broken_files(tmp_path):
     (["train", "--out", "{tmp}/metrics.jsonl"], 1, "metrics.jsonl is an existing file, not a directory"),
     (["train", "--data-dir", "{tmp}/empty"], 1, "t10k-images-idx3-ubyte.gz holds no digits"),
     (["sample", "{tmp}/run/checkpoint.npz", "--out", "{tmp}/run/checkpoint.npz"], 1, "is the input"),
+    # every path flag refuses the empty path, which would mean the current directory
+    (["train", "--out", ""], 2, "minivae train: error: argument --out: expected a path, got an empty one"),
+    (["train", "--data-dir", ""], 2, "argument --data-dir: expected a path, got an empty one"),
+    (["sample", "{tmp}/corrupt.npz", "--out", ""], 2, "argument --out: expected a path, got an empty one"),
+    (["sample", ""], 2, "argument CHECKPOINT: expected a path, got an empty one"),
+    (["evaluate", "", "--data-dir", "{tmp}"], 2, "argument CHECKPOINT: expected a path, got an empty one"),
+    (["export", "{tmp}/corrupt.npz", "--torch", ""], 2, "argument --torch: expected a path, got an empty one"),
+    (["download", "mnist", "--dir", ""], 2, "argument --dir: expected a path, got an empty one"),
+    (["estimators", "--out", ""], 2, "argument --out: expected a path, got an empty one"),
+    (["download", "mnist", "--timeout", "1e300"], 2, "--timeout: expected a number of seconds > 0, at most a day"),
+    # every write error names the user's path and its true cause, never a temporary file
+    (["train", "--out", "{tmp}/metrics.jsonl/run"], 1,
+     "cannot create the run folder {tmp}/metrics.jsonl/run: {tmp}/metrics.jsonl is a file, not a directory"),
+    (["estimators", "--out", "{tmp}/metrics.jsonl/run"], 1,
+     "cannot create the output folder {tmp}/metrics.jsonl/run: {tmp}/metrics.jsonl is a file, not a directory"),
+    (["download", "mnist", "--dir", "{tmp}/metrics.jsonl/d"], 1,
+     "cannot create the data folder {tmp}/metrics.jsonl/d: {tmp}/metrics.jsonl is a file, not a directory"),
 ])
 def test_errors_are_one_line_on_stderr(broken_files, capsys, argv, status, message):
     argv = [a.format(tmp=broken_files, port=closed_port()) for a in argv]
     assert main(argv) == status
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
+    message = message.format(tmp=broken_files)
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in captured.err and "pickle" not in lines[0]
-    assert lines[0].startswith("minivae")
+    assert lines[0].startswith("minivae") and not re.search(r"\.\S+\.part\b", lines[0])  # no temporary file
+
+
+@pytest.mark.parametrize("out, message", [
+    ("", "expected a path, got an empty one"),
+    (".", "cannot write .: it is a directory"),
+    ("{tmp}", "cannot write {tmp}: it is a directory"),
+    ("{tmp}/notes.txt/s.png", "cannot write {tmp}/notes.txt/s.png: {tmp}/notes.txt is a file, not a directory"),
+    ("{tmp}/a/b/s.png", "cannot write {tmp}/a/b/s.png: its directory {tmp}/a/b does not exist"),
+])
+@pytest.mark.parametrize("command", ["sample", "export"])
+def test_every_write_error_names_the_users_path_and_the_true_cause(trained, tmp_path, monkeypatch, capsys, command,
+                                                                   out, message):
+    if command == "export":
+        pytest.importorskip("torch")
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    out = out.format(tmp=tmp_path)
+    flag = "--out" if command == "sample" else "--torch"
+    assert main([command, str(trained / "checkpoint.npz"), flag, out]) in (1, 2)
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message.format(tmp=tmp_path) in error
+    assert not re.search(r"\.\S+\.part\b", error) and "Errno" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_runs_without_out_name_a_file_in_the_way_of_the_runs_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("mine")
+    assert main(["train", "--epochs", "1"]) == 1
+    assert capsys.readouterr().err == ("minivae: error: cannot create the folder of runs runs: it is an existing file, "
+                                       "not a directory\n")
+
+
+@pytest.mark.parametrize("argv, asked", [
+    (["sample", "{checkpoint}", "--n", "100000000"], "--n 100000000"),
+    (["train", "--hidden", "100000000"], "--hidden 100000000 --latent-dim 20 --batch-size 128 --samples 1"),
+    (["train", "--latent-dim", "100000000"], "--hidden 400 --latent-dim 100000000"),
+    (["train", "--samples", "1000000", "--batch-size", "100"], "--batch-size 100 --samples 1000000"),
+    (["train", "--out", "{run}", "--resume", "--samples", "100000000"], "--samples 100000000"),
+    (["estimators", "--samples", "1", "100000000"], "--samples 100000000 --batch 32 --repeats 20"),
+    (["estimators", "--repeats", "100000000"], "--repeats 100000000"),
+    (["estimators", "--hidden", "100000000"], "--hidden 100000000"),
+])
+def test_flags_that_ask_for_more_memory_than_there_is_stop_at_once_with_one_line(trained, tmp_path, monkeypatch,
+                                                                                 capsys, argv, asked):
+    from minivae.cli import arguments, estimators, sample
+    monkeypatch.setattr(arguments, "available_memory", lambda: 2 * 10 ** 9)
+    for module, name in ((train_command, "train"), (sample, "sample_checkpoint"), (estimators, "load_mnist")):
+        monkeypatch.setattr(module, name, lambda *args, **kwargs: pytest.fail("started though it cannot finish"))
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(checkpoint=trained / "checkpoint.npz", run=trained) for a in argv]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"minivae {argv[0]}: error: ") and asked in error and error.count("\n") == 1
+    assert "of memory, and 2.0 GB are available: ask for less" in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_what_fits_in_memory_is_not_refused(trained, tmp_path, monkeypatch, capsys):
+    from minivae.cli import arguments
+    monkeypatch.setattr(arguments, "available_memory", lambda: 2 * 10 ** 9)
+    assert main(["sample", str(trained / "checkpoint.npz"), "--n", "10000", "--out", str(tmp_path / "s.png")]) == 0
+    from minivae.cli.train import training_memory
+    assert training_memory(TrainConfig()) < 10 ** 9 and training_memory(TrainConfig(hidden=(4000, 4000))) < 2 * 10 ** 9
 
 
 def test_resuming_a_complete_run_exits_0_without_training(trained, capsys):

@@ -1,4 +1,5 @@
 """Runs as real processes: full disks, one writer per run folder, signals, and what each leaves."""
+import json
 import os
 import signal
 import subprocess
@@ -72,8 +73,8 @@ def test_a_full_disk_while_writing_a_figure_leaves_no_broken_file_and_resume_wri
     assert not list(out.glob(".*.part"))
     done = minivae_run("train", "--out", out, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "rewrote its figures: samples.png" in done.stdout
-    assert png_problem(out / "samples.png") is None
+    assert "rewrote its metrics.jsonl and figures: metrics.jsonl was missing\n" in done.stdout
+    assert png_problem(out / "samples.png") is None and (out / "metrics.jsonl").is_file()
 
 
 def test_resume_of_a_complete_run_rewrites_a_truncated_figure(tmp_path, data):
@@ -115,7 +116,9 @@ def test_a_second_run_in_a_held_folder_is_refused_naming_the_holder_and_a_killed
         first.kill()
         first.communicate()
     assert first.returncode == -signal.SIGKILL
-    (out / "checkpoint.npz").unlink(missing_ok=True)
+    for written in out.glob("[!.]*"):  # the killed run's files; its lock file stays
+        written.unlink()
+    assert (out / ".lock").is_file()
     third = minivae_run("train", "--epochs", "1", *TINY, *data, "--out", out, cwd=tmp_path)
     assert third.returncode == 0, third.stderr
     assert not (out / ".lock").exists()
@@ -155,6 +158,46 @@ def test_a_kill_during_the_checkpoint_write_leaves_a_temporary_that_the_next_run
     done = minivae_run("train", "--epochs", "1", *TINY, *data, "--out", out, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert not stale.exists() and not list(out.glob(".*.part")) and (out / "checkpoint.npz").is_file()
+
+
+@pytest.fixture(scope="module")
+def two_epochs(data, tmp_path_factory):
+    """An uninterrupted run of two epochs."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = minivae_run("train", "--epochs", "2", *TINY, *data, "--out", out, cwd=out.parent)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.mark.parametrize("killed_in", ["reconstructions.png", "loss.png", "metrics.jsonl"])
+def test_a_kill_after_the_last_checkpoint_leaves_nothing_that_resume_does_not_repair(tmp_path, data, two_epochs,
+                                                                                     killed_in):
+    out = tmp_path / "run"
+    assert minivae_run("train", "--epochs", "1", *TINY, *data, "--out", out, cwd=tmp_path).returncode == 0
+    run = minivae_start("train", "--out", out, "--resume", "--epochs", "2", cwd=tmp_path, hang_on=killed_in)
+    try:  # the last epoch's checkpoint is written; kill -9 in the middle of writing what follows it
+        wait_for(lambda: any(p.stat().st_size > 0 for p in out.glob(f".{killed_in}.*.part")), run)
+        run.kill()
+        run.communicate(timeout=60)
+    finally:
+        run.kill()
+    history = load_checkpoint(out / "checkpoint.npz").state.history
+    assert len(history) == 2
+    done = minivae_run("train", "--out", out, "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{out}: rewrote its metrics.jsonl and figures: metrics.jsonl lacked epoch 2\n")
+    assert "is already complete: 2 of 2 epochs trained" in done.stdout
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (two_epochs / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: m[k] for k in history[0]} for m in lines] == history   # the checkpoint's own record, timing too
+    timing = ("epoch_seconds", "steps_per_second")
+    assert [{k: v for k, v in m.items() if k not in timing} for m in lines] == \
+        [{k: v for k, v in m.items() if k not in timing} for m in reference]
+    for name in ("reconstructions.png", "samples.png", "loss.png", "manifold.png"):
+        assert (out / name).read_bytes() == (two_epochs / name).read_bytes(), name
+    assert not list(out.glob(".*.part"))
+    again = minivae_run("train", "--out", out, "--resume", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.startswith(f"{out} is already complete: 2 of 2 epochs trained")
 
 
 def test_a_learning_rate_that_overflows_stops_with_one_line_and_no_numpy_warning(tmp_path, data):

@@ -426,3 +426,98 @@ def test_a_diverging_captured_step_stops_training_with_the_eager_message(tmp_pat
     with pytest.raises(TrainingDiverged, match=r"the (loss \(negative ELBO\) is nan|gradient of .* has non-finite "
                                                r"values) at step \d+"):
         run(config, tmp_path, digits)
+
+
+def test_the_run_hyperparameters_are_adams_own_defaults_with_the_runs_learning_rate(tmp_path, digits, monkeypatch):
+    from minivae.optim import Adam
+    defaults = Adam.__init__.__defaults__   # (lr, betas, eps, weight_decay)
+    monkeypatch.setattr(Adam.__init__, "__defaults__", (defaults[0], (0.8, 0.99), 1e-7, defaults[3]))
+    run(TINY, tmp_path, digits, after_step=interrupt_after(13))
+    saved = load_checkpoint(tmp_path / "checkpoint.npz")   # Adam's defaults changed: its checkpoints still load
+    assert (saved.optimizer.beta1, saved.optimizer.beta2, saved.optimizer.eps, saved.optimizer.lr) == (0.8, 0.99, 1e-7,
+                                                                                                        TINY.lr)
+    assert run(TINY, tmp_path, digits, resume=True).status == "completed"
+    monkeypatch.setattr(Adam.__init__, "__defaults__", defaults)   # ... and others are refused
+    with pytest.raises(CheckpointError, match=r"the optimizer's beta1 is 0.8, the run's is 0.9; "
+                                              r"the optimizer's beta2 is 0.99, the run's is 0.999; "
+                                              r"the optimizer's eps is 1e-07, the run's is 1e-08"):
+        load_checkpoint(tmp_path / "checkpoint.npz")
+
+
+def test_no_function_of_the_training_and_command_line_modules_is_over_60_lines():
+    import ast
+    from pathlib import Path
+    import minivae
+    root = Path(minivae.__file__).parent
+    long = [f"{path.relative_to(root)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in [*(root / "training").glob("*.py"), *(root / "cli").glob("*.py"), root / "files.py"]
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60]
+    assert long == []
+
+
+# --------------------------------------------------------------------------------------- what the checkpoint records
+def metrics_lines(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("damage", ["delete", "drop the last line", "truncate", "change a value"])
+def test_resume_rewrites_metrics_from_the_checkpoint_even_for_a_complete_run(tmp_path, digits, damage):
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    run(TINY, reference, digits)
+    run(TINY, out, digits)
+    history = load_checkpoint(out / "checkpoint.npz").state.history
+    before = {name: (out / name).read_bytes() for name in ("metrics.jsonl", *FIGURES)}
+    metrics = out / "metrics.jsonl"
+    text = metrics.read_text()
+    if damage == "delete":
+        metrics.unlink()
+    elif damage == "drop the last line":
+        metrics.write_text(text.splitlines(keepends=True)[0])
+    elif damage == "truncate":
+        metrics.write_text(text[:len(text) - 40])
+    else:
+        metrics.write_text(text.replace(repr(history[0]["test_neg_elbo"]), "1.0"))
+    output = io.StringIO()
+    result = train(TINY, out, resume=True, data=digits, stream=output)
+    assert result.status == "completed" and result.step == 20
+    assert output.getvalue().startswith(f"{out}: rewrote its metrics.jsonl and figures: metrics.jsonl ")
+    assert output.getvalue().endswith("is already complete: 2 of 2 epochs trained; raise --epochs to train further\n")
+    assert metrics_lines(out) == [{**m, "data": "a test subset", "likelihood": likelihood(False)} for m in history]
+    assert {name: (out / name).read_bytes() for name in ("metrics.jsonl", *FIGURES)} == before
+    assert_same_run(reference, out)
+
+
+def test_resume_of_a_stopped_run_repairs_its_metrics_before_training_on(tmp_path, digits):
+    out = tmp_path / "run"
+    run(TINY, out, digits, after_step=interrupt_after(13))    # epoch 2, batch 3: one epoch of metrics
+    (out / "metrics.jsonl").unlink()
+    (out / "loss.png").unlink()
+    output = io.StringIO()
+    assert train(TINY, out, resume=True, data=digits, stream=output, after_step=interrupt_after(14)).step == 14
+    assert output.getvalue().startswith(f"{out}: rewrote its metrics.jsonl and figures: metrics.jsonl was missing\n")
+    assert [m["epoch"] for m in metrics_lines(out)] == [1] and (out / "loss.png").is_file()
+
+
+def test_a_new_run_never_replaces_files_it_did_not_write(tmp_path, digits):
+    run(TINY, tmp_path / "first", digits)
+    out = tmp_path / "mine"
+    out.mkdir()
+    sample_checkpoint(tmp_path / "first" / "checkpoint.npz", 4, out / "samples.png")
+    (out / "metrics.jsonl").write_text("my notes\n")
+    (out / "loss.png").symlink_to(tmp_path / "nowhere.png")
+    mine = {name: os.readlink(out / name) if (out / name).is_symlink() else (out / name).read_bytes()
+            for name in os.listdir(out)}
+    with pytest.raises(FileExistsError, match=f"train: {out} already holds metrics.jsonl, samples.png, loss.png, "
+                                              f"which the run would replace; move them away, or choose another --out"):
+        run(TINY, out, digits)
+    assert {name: os.readlink(out / name) if (out / name).is_symlink() else (out / name).read_bytes()
+            for name in os.listdir(out)} == mine
+    (out / "metrics.jsonl").unlink()
+    (out / "loss.png").unlink()
+    with pytest.raises(FileExistsError, match="already holds samples.png, which the run would replace; move it away"):
+        run(TINY, out, digits)
+    (out / "samples.png").rename(tmp_path / "samples.png")
+    (out / "manifold.png").write_bytes(b"mine")   # written only for a 2-D latent space: free with another
+    assert run(TrainConfig(**{**TINY.to_json(), "latent_dim": 3, "epochs": 1}), out, digits).status == "completed"
+    assert (out / "manifold.png").read_bytes() == b"mine"

@@ -22,14 +22,15 @@ import numpy as np
 
 from ..data import load_mnist
 from ..figures import note_plots_missing, plots_available, save_png
-from ..files import write_bytes
+from ..files import make_directory, write_bytes
 from ..study.estimators import GRADIENT_ESTIMATORS, POSTERIORS
 from ..study.variance import fit_vae, variance_plot, variance_study, variance_table
-from ..training import load_checkpoint
+from ..training import load_checkpoint, read_checkpoint_config
 from ..vae import VAE
-from .arguments import UsageError, non_negative_int, positive_int
+from .arguments import UsageError, non_negative_int, path, positive_int, require_memory, vae_activations, vae_parameters
 
 TABLE, ROWS, PLOT = "variance.md", "variance.json", "variance.png"
+PIXELS, HELD_OUT = 28 * 28, 10_000   # MNIST's digits and its largest held-out set
 
 
 def register(subparsers) -> None:
@@ -55,12 +56,12 @@ def register(subparsers) -> None:
     parser.add_argument("--latent-dim", type=positive_int, default=10, help="dimensions of z (default: 10)")
     parser.add_argument("--train-steps", type=positive_int, default=600,
                         help="Adam steps of 100 digits for the trained state (default: 600)")
-    parser.add_argument("--checkpoint", metavar="CHECKPOINT",
+    parser.add_argument("--checkpoint", type=path, metavar="CHECKPOINT",
                         help="measure this checkpoint.npz (from minivae train) as the trained state instead of "
                              "training; the initial state is a fresh VAE of its shape")
-    parser.add_argument("--data-dir", metavar="DIR", help="MNIST directory (default: the embedded digits)")
+    parser.add_argument("--data-dir", type=path, metavar="DIR", help="MNIST directory (default: the embedded digits)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of every random draw (default: 0)")
-    parser.add_argument("--out", default="runs/estimators", metavar="DIR",
+    parser.add_argument("--out", type=path, default="runs/estimators", metavar="DIR",
                         help="output directory (default: runs/estimators)")
     parser.set_defaults(handler=run)
 
@@ -74,7 +75,8 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"minivae estimators: error: --out {out} is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    _require_memory(args)
+    make_directory(out, "the output folder")
     started = time.perf_counter()
     seeds = np.random.SeedSequence(args.seed).spawn(3)  # initialisation, training, measurement
     data = load_mnist(args.data_dir)
@@ -122,3 +124,21 @@ def run(args) -> int:
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def _require_memory(args) -> None:
+    """Stop at once if the flags ask for more memory than there is: a lower bound of what the
+    command holds together, the VAE's parameters with their gradients and Adam's moments, the
+    float64 gradients of the encoder kept for every repeat, and one estimate's activations."""
+    if args.checkpoint:
+        config = read_checkpoint_config(args.checkpoint)
+        hidden, latent_dim = config.hidden, config.latent_dim
+    else:
+        hidden, latent_dim = (args.hidden,), args.latent_dim
+    parameters = vae_parameters(PIXELS, hidden, latent_dim)
+    encoder = vae_parameters(PIXELS, hidden, latent_dim, encoder_only=True)
+    rows = max(args.samples) * min(args.batch, HELD_OUT)
+    needed = 16 * parameters + 8 * args.repeats * encoder + 8 * vae_activations(PIXELS, hidden, latent_dim, rows)
+    asked = (f"--hidden {' '.join(map(str, hidden))} --latent-dim {latent_dim} --samples {max(args.samples)} "
+             f"--batch {args.batch} --repeats {args.repeats}")
+    require_memory("estimators", needed, asked)

@@ -5,7 +5,7 @@ import json
 import sys
 
 from ..training import evaluate_checkpoint
-from .arguments import non_negative_int, positive_int
+from .arguments import non_negative_int, path, positive_int
 
 
 def register(subparsers) -> None:
@@ -14,10 +14,10 @@ def register(subparsers) -> None:
         "evaluate", help="held-out negative ELBO and importance-weighted -log p(x) of a checkpoint",
         description="Estimate, on the run's held-out digits, the negative ELBO and -log p(x) by importance "
                     "sampling, and print both with their gap, in nats per digit.")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by train")
+    parser.add_argument("checkpoint", type=path, metavar="CHECKPOINT", help="a checkpoint.npz written by train")
     parser.add_argument("--iw-samples", type=positive_int, default=5000,
                           help="importance samples per digit (default: 5000)")
-    parser.add_argument("--data-dir", metavar="DIR", help="MNIST directory (default: the run's own data)")
+    parser.add_argument("--data-dir", type=path, metavar="DIR", help="MNIST directory (default: the run's own data)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                           help="seed of the importance samples (default: 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

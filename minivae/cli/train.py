@@ -8,10 +8,15 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..files import DiskFullError
-from ..training import CHECKPOINT, TrainConfig, read_checkpoint_config, train
+from ..nn import ACTIVATIONS
+from ..training import CHECKPOINT, EVALUATION_BATCH, TrainConfig, read_checkpoint_config, train
 from ..training.runlock import new_run_folder
 from ..vae import ESTIMATORS
-from .arguments import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE, UsageError, non_negative_int, positive_float, positive_int
+from .arguments import (EXIT_INTERRUPTED, EXIT_SIGNAL_BASE, UsageError, non_negative_int, path, positive_float,
+                        positive_int, require_memory, vae_activations, vae_parameters)
+
+PIXELS = 28 * 28
+MOST_DIGITS = 60_000   # MNIST's training set: no batch holds more
 
 
 def register(subparsers) -> None:
@@ -32,21 +37,31 @@ def register(subparsers) -> None:
     parser.add_argument("--hidden", type=positive_int, nargs="+", metavar="WIDTH",
                        help=f"hidden layer widths of the encoder, mirrored in the decoder "
                             f"(default: {' '.join(map(str, defaults.hidden))})")
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS),
+                        help=f"nonlinearity after every hidden layer; the IWAE paper's one-stochastic-layer model is "
+                             f"--hidden 200 200 --latent-dim 50 --activation tanh (default: {defaults.activation})")
     parser.add_argument("--lr", type=positive_float, help=f"Adam's learning rate (default: {defaults.lr})")
-    parser.add_argument("--samples", type=positive_int,
-                       help=f"samples of z per digit in the ELBO estimate (default: {defaults.samples})")
+    parser.add_argument("--samples", type=positive_int, metavar="K",
+                       help=f"samples of z per digit in the ELBO estimate; with importance-weighted, the k of the "
+                            f"bound L_k (default: {defaults.samples})")
     parser.add_argument("--estimator", choices=ESTIMATORS,
-                       help=f"SGVB estimator: closed-form KL (eq. 7) or Monte Carlo (eq. 6) "
-                            f"(default: {defaults.estimator})")
+                       help=f"the objective: SGVB with the closed-form KL (eq. 7) or Monte Carlo (eq. 6), or the "
+                            f"importance-weighted bound L_k = E[log (1/k) sum_i p(x,z_i)/q(z_i|x)] of Burda et al. "
+                            f"2015, k = --samples (IWAE; k = 1 is monte-carlo) (default: {defaults.estimator})")
+    parser.add_argument("--kl-warmup", type=non_negative_int, metavar="EPOCHS",
+                        help="KL warm-up: multiply the KL term by a weight rising linearly from 0 at the first step "
+                             "to 1 after EPOCHS epochs (Bowman et al. 2016; Sonderby et al. 2016); metrics.jsonl "
+                             "records the weight; the held-out loss always has weight 1 (the true bound) "
+                             f"(default: {defaults.kl_warmup}, no warm-up)")
     parser.add_argument("--binarize", action="store_const", const=True,
                        help="train on binary digits, x ~ Bernoulli(intensity) drawn afresh each epoch "
                             "(default: raw intensities)")
     parser.add_argument("--seed", type=non_negative_int,
                        help=f"seed of every random draw of the run (default: {defaults.seed})")
-    parser.add_argument("--data-dir", metavar="DIR",
+    parser.add_argument("--data-dir", type=path, metavar="DIR",
                        help="directory of MNIST IDX files (train and t10k for the standard split, or "
                             "t10k only); default: the embedded 10,000 test digits")
-    parser.add_argument("--out", metavar="DIR",
+    parser.add_argument("--out", type=path, metavar="DIR",
                        help="output directory, held by one run at a time (default: a new runs/<date-time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     parser.add_argument("--eager", action="store_true",
@@ -63,6 +78,8 @@ def run(args) -> int:
         config = TrainConfig(**{**read_checkpoint_config(Path(args.out) / CHECKPOINT).to_json(), **given})
     else:
         config = TrainConfig(**given)
+    require_memory("train", training_memory(config), f"--hidden {' '.join(map(str, config.hidden))} --latent-dim "
+                   f"{config.latent_dim} --batch-size {config.batch_size} --samples {config.samples}")
     out = Path(args.out) if args.out is not None else new_run_folder("runs", time.strftime("%Y%m%d-%H%M%S"))
     try:
         result = train(config, out, resume=args.resume, eager=args.eager)
@@ -78,3 +95,13 @@ def run(args) -> int:
     print(f"done: epoch {result.epoch} of {config.epochs}, step {result.step}; metrics, checkpoint and figures "
           f"in {out}")
     return 0
+
+
+def training_memory(config: TrainConfig) -> int:
+    """A lower bound of the bytes a run of ``config`` holds at once: four float32 arrays per
+    parameter (its value, gradient and Adam's two moments) and the activations of a step's forward
+    and backward pass, or of an evaluation batch, whichever is larger."""
+    step = 2 * vae_activations(PIXELS, config.hidden, config.latent_dim,
+                               min(config.batch_size, MOST_DIGITS) * config.samples)
+    evaluation = vae_activations(PIXELS, config.hidden, config.latent_dim, EVALUATION_BATCH * config.samples)
+    return 4 * (4 * vae_parameters(PIXELS, config.hidden, config.latent_dim) + max(step, evaluation))

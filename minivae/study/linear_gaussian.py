@@ -22,11 +22,12 @@ import numpy as np
 
 from ..distributions import GaussianLikelihood, StandardNormal
 from ..distributions.gaussian import LOG_2PI
-from ..engine import Tensor, exp, logsumexp, no_grad
+from ..engine import Tensor, exp, no_grad
 from ..functions import linear
 from ..checks import as_float_tensor, as_generator, is_positive_int
 from ..nn import Module, Parameter
 from ..optim import Adam
+from ..vae import importance_weighted_bound as bound_of_log_weights
 
 
 def _check_data(owner: str, x, data_dim: int) -> Tensor:
@@ -225,14 +226,16 @@ def kl_to_posterior(model: LinearGaussianModel, encoder: LinearGaussianEncoder, 
 def importance_weighted_bound(model: LinearGaussianModel, encoder: LinearGaussianEncoder, x, rng, k: int) -> np.ndarray:
     """L_k = ln (1/k) Σ_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x), per row of x (Burda et al. 2016).
 
-    E[L_1] = L(q, θ), E[L_k] rises with k and tends to ln p(x); at q = p(z|x) every weight is p(x).
+    E[L_1] = L(q, θ) ≤ E[L_k] ≤ E[L_{k+1}] ≤ ln p(x), and E[L_k] tends to ln p(x); at q = p(z|x)
+    every weight is p(x), so L_k = ln p(x) for every draw. The formula is the VAE's
+    (``minivae.vae.importance_weighted_bound``), applied to this model's exact log-weights.
     """
     if not is_positive_int(k):
         raise ValueError(f"importance_weighted_bound: k must be a positive int, got {k!r}")
     with no_grad():
         z, log_q = encoder.rsample_with_log_prob(x, rng, k)
         log_w = model.log_likelihood(x, z) + model.log_prior(z) - log_q
-        return (logsumexp(log_w, axis=0) - np.log(k)).data
+        return bound_of_log_weights(log_w).data
 
 
 def maximize_elbo(model: LinearGaussianModel, encoder: LinearGaussianEncoder, x, parameters, steps: int,

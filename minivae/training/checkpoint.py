@@ -99,11 +99,18 @@ def read_checkpoint(path, read):
                               f"({type(err).__name__}: {err})") from None
 
 
+def run_optimizer(model: VAE, config: TrainConfig) -> Adam:
+    """The optimizer of a run: ``Adam`` with the run's learning rate, and Adam's own defaults for the
+    rest (the one place that says so: training builds it, and a checkpoint is checked against it)."""
+    return Adam(model.parameters(), lr=config.lr)
+
+
 def _restore(archive, meta: dict) -> Checkpoint:
     config = TrainConfig(**meta["config"])
     model = VAE(**meta["model"], rng=0)
     model.load_state_dict(_with_prefix(archive, "model/"))
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    optimizer = run_optimizer(model, config)
+    expected = {key: getattr(optimizer, key) for key in optimizer.hyperparameters}
     optimizer.load_state_dict(_with_prefix(archive, "optimizer/"))
     bit_generator = getattr(np.random, meta["rng"]["bit_generator"])()
     bit_generator.state = meta["rng"]
@@ -111,24 +118,41 @@ def _restore(archive, meta: dict) -> Checkpoint:
                      data_sha256=meta.get("data_sha256"),  # absent from checkpoints of earlier versions
                      **{f.name: meta[f.name] for f in fields(RunState) if f.name not in ("permutation", "data_sha256")})
     run = Checkpoint(config, model, optimizer, np.random.Generator(bit_generator), state)
-    _check_consistency(run)
+    _check_consistency(run, expected)
     return run
 
 
 HISTORY_KEYS = ("epoch", "step", "train_neg_elbo", "test_neg_elbo", "epoch_seconds", "steps_per_second")
 
 
-def _check_consistency(run: Checkpoint) -> None:
+def _check_consistency(run: Checkpoint, hyperparameters: dict) -> None:
     """Raise ``CheckpointError`` unless the checkpoint's parts agree with each other.
 
-    The optimizer's hyper-parameters are the run's (its lr, Adam's defaults otherwise) and its
-    step counts are the run's step; parameters and moments are finite (v >= 0); the epoch, step
-    and position agree with the history, whose entries are well-formed; the permutation is one.
+    The optimizer's ``hyperparameters`` are the run's (those of ``run_optimizer``) and its step
+    counts are the run's step; parameters and moments are finite (v >= 0); the epoch, step and
+    position agree with the history, whose entries are well-formed; the permutation is one.
     """
-    config, state, optimizer = run.config, run.state, run.optimizer
-    problems = []
-    expected = {"lr": float(config.lr), "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
-    for key, value in expected.items():
+    problems = _optimizer_problems(run, hyperparameters)
+    history_problems, history = _history_problems(run.state.history)
+    problems += history_problems
+    state = run.state
+    if not all(isinstance(getattr(state, k), int) and not isinstance(getattr(state, k), bool)
+               for k in ("epoch", "step", "position")):
+        problems.append(f"epoch, step and position must be integers, got {state.epoch!r}, {state.step!r}, "
+                        f"{state.position!r}")
+    elif not problems:
+        problems += _position_problems(run, history)
+    if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in (state.loss_sum, state.seconds)) \
+            or state.seconds < 0:
+        problems.append(f"loss_sum {state.loss_sum!r} or seconds {state.seconds!r} is not a finite number")
+    if problems:
+        raise CheckpointError("is inconsistent: " + "; ".join(problems))
+
+
+def _optimizer_problems(run: Checkpoint, hyperparameters: dict) -> list:
+    """The optimizer's hyper-parameters differ from the run's; a parameter or moment is not finite."""
+    optimizer, problems = run.optimizer, []
+    for key, value in hyperparameters.items():
         if getattr(optimizer, key) != value:
             problems.append(f"the optimizer's {key} is {getattr(optimizer, key)!r}, the run's is {value!r}")
     for name, parameter in run.model.named_parameters():
@@ -139,49 +163,47 @@ def _check_consistency(run: Checkpoint) -> None:
             if not np.isfinite(array).all() or (buffer == "v" and (array < 0).any()):
                 kind = "non-finite or negative" if buffer == "v" else "non-finite"
                 problems.append(f"the optimizer's {buffer}.{i} has {kind} values")
-    history = state.history
+    return problems
+
+
+def _history_problems(history) -> tuple[list, list]:
+    """The problems of the metrics history (a list of records, one per epoch, well-formed and in
+    range, with rising steps), and the history to check the position against."""
     if not (isinstance(history, list) and all(isinstance(m, dict) for m in history)):
-        problems.append("the metrics history is not a list of records")
-        history = []
+        return ["the metrics history is not a list of records"], []
     for i, metrics in enumerate(history):
         if set(metrics) != set(HISTORY_KEYS) or metrics["epoch"] != i + 1 or not all(
                 isinstance(metrics[k], (int, float)) and not isinstance(metrics[k], bool)
                 and math.isfinite(metrics[k]) for k in HISTORY_KEYS):
-            problems.append(f"the metrics of epoch {i + 1} are malformed: {metrics!r}")
-            break
+            return [f"the metrics of epoch {i + 1} are malformed: {metrics!r}"], history
         if metrics["epoch_seconds"] < 0 or metrics["steps_per_second"] < 0 or (
                 metrics["step"] <= (history[i - 1]["step"] if i else 0)):
-            problems.append(f"the metrics of epoch {i + 1} are out of range: {metrics!r}")
-            break
-    integers = all(isinstance(getattr(state, k), int) and not isinstance(getattr(state, k), bool)
-                   for k in ("epoch", "step", "position"))
-    if not integers:
-        problems.append(f"epoch, step and position must be integers, got {state.epoch!r}, {state.step!r}, "
-                        f"{state.position!r}")
-    elif not problems:
-        previous = history[-1]["step"] if history else 0
-        if state.epoch != len(history):
-            problems.append(f"epoch {state.epoch} but {len(history)} epochs of metrics")
-        if state.position < 0 or state.step != previous + state.position:
-            problems.append(f"step {state.step} and position {state.position} disagree with the "
-                            f"{previous} steps of the completed epochs")
-        if (optimizer.steps != state.step).any():
-            problems.append(f"the optimizer counts {sorted(set(optimizer.steps.tolist()))} steps, the run {state.step}")
-        permutation = state.permutation
-        if permutation is None:
-            if state.position:
-                problems.append(f"position {state.position} in an epoch without a permutation")
-        elif (permutation.ndim != 1 or permutation.dtype.kind not in "iu"
-              or not np.array_equal(np.sort(permutation), np.arange(len(permutation)))):
-            problems.append("the saved permutation is not a permutation")
-        elif state.position > math.ceil(len(permutation) / config.batch_size):
-            problems.append(f"position {state.position} beyond the epoch's "
-                            f"{math.ceil(len(permutation) / config.batch_size)} batches")
-    finite = [isinstance(value, (int, float)) and math.isfinite(value) for value in (state.loss_sum, state.seconds)]
-    if not all(finite) or state.seconds < 0:
-        problems.append(f"loss_sum {state.loss_sum!r} or seconds {state.seconds!r} is not a finite number")
-    if problems:
-        raise CheckpointError("is inconsistent: " + "; ".join(problems))
+            return [f"the metrics of epoch {i + 1} are out of range: {metrics!r}"], history
+    return [], history
+
+
+def _position_problems(run: Checkpoint, history: list) -> list:
+    """The epoch, step, position, optimizer step counts and permutation disagree with each other."""
+    state, config, problems = run.state, run.config, []
+    previous = history[-1]["step"] if history else 0
+    if state.epoch != len(history):
+        problems.append(f"epoch {state.epoch} but {len(history)} epochs of metrics")
+    if state.position < 0 or state.step != previous + state.position:
+        problems.append(f"step {state.step} and position {state.position} disagree with the "
+                        f"{previous} steps of the completed epochs")
+    if (run.optimizer.steps != state.step).any():
+        problems.append(f"the optimizer counts {sorted(set(run.optimizer.steps.tolist()))} steps, the run {state.step}")
+    permutation = state.permutation
+    if permutation is None:
+        if state.position:
+            problems.append(f"position {state.position} in an epoch without a permutation")
+    elif (permutation.ndim != 1 or permutation.dtype.kind not in "iu"
+          or not np.array_equal(np.sort(permutation), np.arange(len(permutation)))):
+        problems.append("the saved permutation is not a permutation")
+    elif state.position > math.ceil(len(permutation) / config.batch_size):
+        problems.append(f"position {state.position} beyond the epoch's "
+                        f"{math.ceil(len(permutation) / config.batch_size)} batches")
+    return problems
 
 
 def data_checksum(data: MnistSplit) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..checks import is_positive_int
 from ..data import MnistSplit
+from ..nn import ACTIVATIONS
 from ..vae import ESTIMATORS
 
 CHECKPOINT = "checkpoint.npz"
@@ -26,7 +27,11 @@ STREAMS = ("training", "evaluation", "held-out", "figures")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What a run trains and how; ``epochs`` is the total, counting epochs before a resume."""
+    """What a run trains and how; ``epochs`` is the total, counting epochs before a resume.
+
+    ``activation`` follows every hidden layer (a name of ``minivae.nn.ACTIVATIONS``); ``kl_warmup``
+    is the number of epochs over which KL warm-up's weight rises from 0 to 1 (0: none; ``kl_weight``).
+    """
 
     epochs: int = 10
     batch_size: int = 128
@@ -38,6 +43,8 @@ class TrainConfig:
     binarize: bool = False
     seed: int = 0
     data_dir: str | None = None
+    activation: str = "relu"
+    kl_warmup: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -52,11 +59,27 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: seed must be an int >= 0, got {self.seed!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig: lr must be a finite number > 0, got {self.lr!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"TrainConfig: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if not (isinstance(self.kl_warmup, int) and not isinstance(self.kl_warmup, bool) and self.kl_warmup >= 0):
+            raise ValueError(f"TrainConfig: kl_warmup must be an int >= 0 (epochs), got {self.kl_warmup!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"TrainConfig: estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
 
     def to_json(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}
+
+
+def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """KL warm-up's weight β for the optimizer step after ``step`` completed ones: min(1, step / (W·B)).
+
+    W = ``config.kl_warmup`` epochs of B = ``steps_per_epoch`` steps: β rises linearly from 0 at the
+    first step to 1 after W epochs (Bowman et al. 2016; Sønderby et al. 2016), and is 1 without
+    warm-up. The objective is then E_q[log p(x|z)] − β·KL(q(z|x) ‖ p(z)) (``VAE.elbo``'s kl_weight).
+    """
+    if config.kl_warmup == 0:
+        return 1.0
+    return min(1.0, step / (config.kl_warmup * steps_per_epoch))
 
 
 def likelihood(binarize: bool) -> str:

@@ -12,6 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from ..files import make_directory
+
 LOCK_NAME = ".lock"
 
 
@@ -79,13 +81,11 @@ def new_run_folder(parent, stamp: str) -> Path:
     ``mkdir`` without ``exist_ok`` is atomic, so runs started in the same second, in parallel or
     one after another, each get a folder of their own.
     """
-    parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
+    parent = make_directory(parent, "the folder of runs")
     for n in range(1, 10_000):
         folder = parent / (stamp if n == 1 else f"{stamp}-{n}")
         try:
-            folder.mkdir()
-            return folder
+            return make_directory(folder, "the run folder", exist_ok=False)
         except FileExistsError:
             continue
     raise FileExistsError(f"new_run_folder: {parent} already holds 9,999 runs named {stamp}; pass --out")
