@@ -267,6 +267,23 @@ def test_a_constant_made_from_the_batch_outside_the_engine_is_refused():
         capture_step(model, opt, leaky)(x, np.random.default_rng(0))
 
 
+def assert_replayed_as_eager(loss_of, xs, backend, latent):
+    """``capture_step`` of the loss ``loss_of(model)`` gives the eager step's losses, gradients and parameters."""
+    with kernels.use(backend):
+        eager_model, eager_optimizer = make(input_dim=xs[0].shape[1], hidden=(5,), latent=latent)
+        model, opt = make(input_dim=xs[0].shape[1], hidden=(5,), latent=latent)
+        step = capture_step(model, opt, loss_of(model))
+        eager_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
+        for x in xs:
+            eager_optimizer.zero_grad()
+            loss = loss_of(eager_model)(mv.Tensor(x), eager_rng)
+            loss.backward()
+            eager_optimizer.step()
+            assert step(x, rng) == float(loss.data)
+            assert_same(eager_model, model)
+    return step
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("compare", ["operator", "function"])
 def test_a_mask_from_the_engines_comparisons_is_recomputed_at_every_step(backend, compare):
@@ -283,19 +300,7 @@ def test_a_mask_from_the_engines_comparisons_is_recomputed_at_every_step(backend
             return -(model.reconstruction_log_likelihood(x, model.posterior(x).rsample(rng)) * weight).mean()
         return loss
 
-    with kernels.use(backend):
-        eager_model, eager_optimizer = make(input_dim=6, hidden=(5,), latent=2)
-        model, opt = make(input_dim=6, hidden=(5,), latent=2)
-        step = capture_step(model, opt, loss_of(model))
-        eager_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
-        for x in xs:
-            eager_optimizer.zero_grad()
-            loss = loss_of(eager_model)(mv.Tensor(x), eager_rng)
-            loss.backward()
-            eager_optimizer.step()
-            assert step(x, rng) == float(loss.data)
-            assert_same(eager_model, model)
-        assert step.traces == 2
+    assert assert_replayed_as_eager(loss_of, xs, backend, latent=2).traces == 2
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -330,18 +335,7 @@ def test_softmax_and_log_softmax_in_the_loss_are_replayed(backend, function):
             return -(model.reconstruction_log_likelihood(x, z) - posterior.kl_divergence() + entropy_like).mean()
         return loss
 
-    with kernels.use(backend):
-        eager_model, eager_optimizer = make(input_dim=6, hidden=(5,), latent=3)
-        model, opt = make(input_dim=6, hidden=(5,), latent=3)
-        step = capture_step(model, opt, loss_of(model))
-        eager_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
-        for x in batches([4, 4, 4, 2], input_dim=6):
-            eager_optimizer.zero_grad()
-            loss = loss_of(eager_model)(mv.Tensor(x), eager_rng)
-            loss.backward()
-            eager_optimizer.step()
-            assert step(x, rng) == float(loss.data)
-            assert_same(eager_model, model)
+    assert assert_replayed_as_eager(loss_of, batches([4, 4, 4, 2], input_dim=6), backend, latent=3).traces == 3
 
 
 def test_bad_arguments():
