@@ -675,7 +675,7 @@ def _compare(ufunc):
     def compare(x, y):
         return ufunc(x, y)
     compare.__name__ = ufunc.__name__
-    compare.__doc__ = f"x {ufunc.__name__} y elementwise: a boolean array (a Tensor if an argument is one), no gradient."
+    compare.__doc__ = f"x {ufunc.__name__} y elementwise: a boolean array (a Tensor if an argument is one)."
     op = Op(compare, backward_reads_values=False)
     op.defvjp(lambda ctx, g: (None, None))
     return op
