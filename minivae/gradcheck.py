@@ -88,8 +88,10 @@ def gradcheck(fn, *inputs, params=None, eps: float = 1e-6, atol: float = 1e-5, r
     leaves = [(_input_label(i, a), a) for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
     held = _named_params(params)
     if not leaves and not held:
+        packed = any(isinstance(x, (tuple, list)) for x in inputs)
         raise ValueError("gradcheck: no input requires grad; pass Tensors with requires_grad=True "
-                         "or floating ndarrays")
+                         "or floating ndarrays" + (", each as its own argument (gradcheck(fn, x, y), not "
+                                                   "gradcheck(fn, (x, y)))" if packed else ""))
     with in_float64(params if _is_module(params) else [p for _, p in held]):
         for _, p in held:  # the check perturbs a working copy: in_float64 gives the original back on any exit
             p.data = p.data.copy()

@@ -267,6 +267,77 @@ def test_a_constant_made_from_the_batch_outside_the_engine_is_refused():
         capture_step(model, opt, leaky)(x, np.random.default_rng(0))
 
 
+def assert_replayed_as_eager(loss_of, xs, backend, latent):
+    """``capture_step`` of the loss ``loss_of(model)`` gives the eager step's losses, gradients and parameters."""
+    with kernels.use(backend):
+        eager_model, eager_optimizer = make(input_dim=xs[0].shape[1], hidden=(5,), latent=latent)
+        model, opt = make(input_dim=xs[0].shape[1], hidden=(5,), latent=latent)
+        step = capture_step(model, opt, loss_of(model))
+        eager_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
+        for x in xs:
+            eager_optimizer.zero_grad()
+            loss = loss_of(eager_model)(mv.Tensor(x), eager_rng)
+            loss.backward()
+            eager_optimizer.step()
+            assert step(x, rng) == float(loss.data)
+            assert_same(eager_model, model)
+    return step
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("compare", ["operator", "function"])
+def test_a_mask_from_the_engines_comparisons_is_recomputed_at_every_step(backend, compare):
+    # The first column of the first two batches is the same, of the third not: a mask kept from the
+    # recorded steps as a constant would pass the check of the second step and differ silently at the third.
+    xs = batches([4, 4, 4], input_dim=6)
+    xs[1][:, 0] = xs[0][:, 0]
+    xs[2][:, 0] = 1 - xs[0][:, 0]
+
+    def loss_of(model):
+        def loss(x, rng):
+            heavy = x[:, 0] > 0.5 if compare == "operator" else mv.greater(x[:, 0], np.float32(0.5))
+            weight = mv.where(heavy, np.float32(1.0), np.float32(0.25))
+            return -(model.reconstruction_log_likelihood(x, model.posterior(x).rsample(rng)) * weight).mean()
+        return loss
+
+    assert assert_replayed_as_eager(loss_of, xs, backend, latent=2).traces == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loss_that_runs_a_backward_is_refused(backend):
+    # A gradient penalty differentiates through relu's backward, whose mask is a constant: with the same
+    # batch and draws at the first two steps, the program passed the second step's check and kept that
+    # mask at the third, silently. Any backward inside the loss is refused at the first step.
+    def penalised(model):
+        def loss(x, rng):
+            value = model.negative_elbo(x, rng)
+            grads = mv.gradients(value, list(model.parameters()), create_graph=True)
+            return value + 0.01 * sum((g * g).sum() for g in grads)
+        return loss
+
+    with kernels.use(backend):
+        model, opt = make(input_dim=6, hidden=(4,), latent=2)
+        x, = batches([4], input_dim=6)
+        with pytest.raises(CaptureError, match="loss_fn runs a backward"):
+            capture_step(model, opt, penalised(model))(x, np.random.default_rng(0))
+        assert all(p.grad is None or not np.any(p.grad) for p in model.parameters())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("function", ["softmax", "log_softmax"])
+def test_softmax_and_log_softmax_in_the_loss_are_replayed(backend, function):
+    # Their shift (the maximum) was computed outside the engine's ops: a constant, so the program was refused.
+    def loss_of(model):
+        def loss(x, rng):
+            posterior = model.posterior(x)
+            z = posterior.rsample(rng)
+            entropy_like = (getattr(mv, function)(z, axis=1) * z).sum(axis=1)
+            return -(model.reconstruction_log_likelihood(x, z) - posterior.kl_divergence() + entropy_like).mean()
+        return loss
+
+    assert assert_replayed_as_eager(loss_of, batches([4, 4, 4, 2], input_dim=6), backend, latent=3).traces == 3
+
+
 def test_bad_arguments():
     model, opt = make()
     x, = batches([8])

@@ -109,3 +109,10 @@ def test_numpy_index_and_type_errors_are_restated_with_the_op_name():
         mv.Tensor(np.ones(3))[3]
     with pytest.raises(TypeError, match=r"sum: cannot apply to shapes \(3,\)"):
         mv.sum(mv.Tensor(np.ones(3)), axis=1.5)
+
+
+@pytest.mark.parametrize("function", [mv.softmax, mv.log_softmax])
+@pytest.mark.parametrize("axis", [2, -3, 1.0])
+def test_softmax_and_log_softmax_name_themselves_for_a_bad_axis(function, axis):
+    with pytest.raises(ValueError, match=rf"^{function.__name__}: axis {axis!r} is not an axis of a 2-d input"):
+        function(mv.Tensor(np.ones((2, 3))), axis=axis)

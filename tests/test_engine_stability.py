@@ -129,3 +129,60 @@ def test_logsumexp_over_an_empty_axis_is_minus_infinity_as_in_pytorch_and_jax(dt
 def test_logsumexp_of_minus_infinities_is_minus_infinity_quietly(dtype):
     with np.errstate(all="raise"):
         np.testing.assert_array_equal(mv.logsumexp(np.full((2, 3), -np.inf, dtype), axis=1), [-np.inf, -np.inf])
+
+
+# An op that routes its gradient by a mask (relu, maximum, minimum, max) passes exactly 0 where the
+# mask is 0, whatever arrives there: an infinite gradient (sqrt at 0 downstream) at a clipped
+# element is selected away, not multiplied by 0 into NaN (as PyTorch and JAX do for relu and
+# maximum), and the fused linear_relu, which selects, agrees with its composite.
+_MASKED = {
+    "relu": lambda x: mv.relu(x),
+    "maximum": lambda x: mv.maximum(x, np.zeros_like(x.data)),
+    "minimum": lambda x: -mv.minimum(-x, np.zeros_like(x.data)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["relu", "maximum", "minimum"])
+def test_a_masked_gradient_is_zero_where_the_mask_is_zero_even_if_infinite(dtype, name):
+    x = mv.Tensor(np.array([-1.0, 2.0], dtype), requires_grad=True)
+    mv.sqrt(_MASKED[name](x)).sum().backward()
+    assert np.array_equal(x.grad, np.array([0.0, 0.5 / np.sqrt(2.0)], dtype))
+    x.grad = None
+    first, = mv.gradients(mv.sqrt(_MASKED[name](x)).sum(), [x], create_graph=True)
+    assert np.all(np.isfinite(first.data)) and first.data[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_gradient_of_max_is_zero_at_the_losers_even_if_infinite(dtype):
+    x = mv.Tensor(np.array([[-1.0, 0.0], [3.0, 1.0]], dtype), requires_grad=True)
+    y = mv.max(x, axis=1)                          # [0, 3]: the loser of row 0 is -1, of row 1 is 1
+    mv.sqrt(y).sum().backward()                    # ∞ reaches row 0
+    assert x.grad[0, 0] == 0 and x.grad[1, 1] == 0 and np.isclose(x.grad[1, 0], 0.5 / np.sqrt(3.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_relu_fused_and_composite_agree_on_an_infinite_gradient_at_a_clipped_unit(dtype):
+    x = np.array([[1.0, -2.0]], dtype)
+    weight, bias = np.array([[1.0, 0.0], [0.0, 1.0]], dtype), np.zeros(2, dtype)
+    grads = []
+    for f in (mv.functions.linear_relu.implementation, mv.functions.linear_relu.composite):
+        w = mv.Tensor(weight.copy(), requires_grad=True)
+        mv.sqrt(f(mv.Tensor(x), w, mv.Tensor(bias))).sum().backward()
+        grads.append(w.grad)
+    assert np.all(np.isfinite(grads[1])) and np.array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_the_derivative_of_sigmoid_keeps_its_relative_precision_in_both_tails(dtype, rtol):
+    # σ'(x) = σ(x) σ(-x) = e^-|x| / (1 + e^-|x|)²; σ(1 - σ) loses it for x > 0, where 1 - σ cancels. It is
+    # also the second derivative of softplus and (negated, at -x) of log_sigmoid.
+    x = np.array([-30.0, -20.0, -5.0, 0.0, 5.0, 20.0, 30.0], dtype)
+    e = np.exp(-np.abs(x.astype(np.float64)))
+    exact = e / (1 + e) ** 2
+    first = mv.grad(lambda t: mv.sigmoid(t).sum())(x)
+    np.testing.assert_allclose(first.data, exact, rtol=rtol, atol=0)
+    second = mv.grad(lambda t: mv.grad(lambda u: mv.softplus(u).sum())(t).sum())(x)
+    np.testing.assert_allclose(second.data, exact, rtol=rtol, atol=0)
+    second = mv.grad(lambda t: mv.grad(lambda u: mv.log_sigmoid(u).sum())(t).sum())(x)
+    np.testing.assert_allclose(second.data, -exact, rtol=rtol, atol=0)

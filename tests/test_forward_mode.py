@@ -58,6 +58,8 @@ def test_jvp_inside_no_grad_records_nothing():
     (np.ones(2), (np.ones(2),), TypeError, "tuples or lists"),
     ((np.ones(2),), (np.ones(2), np.ones(2)), TypeError, "1 primal"),
     ((np.ones(2),), (np.ones(3),), ValueError, "tangent 0 has shape"),
+    ((np.ones(2, np.float32),), (np.ones(2),), TypeError, "tangent 0 has dtype float64, its primal float32"),
+    ((np.ones(2),), (mv.Tensor(np.ones(2, np.float32)),), TypeError, "tangent 0 has dtype float32, its primal float64"),
 ])
 def test_jvp_refuses_mismatched_arguments(primals, tangents, error, match):
     with pytest.raises(error, match=match):

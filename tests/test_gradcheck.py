@@ -390,3 +390,9 @@ def test_bad_tolerances_steps_and_directions_are_clear_errors(keyword, value, me
 
 def test_atol_and_rtol_of_zero_are_allowed():
     assert mv.gradcheck(lambda t: t.sum() * 2.0, np.ones(2), atol=0.0, rtol=1e-9)
+
+
+def test_inputs_packed_in_a_tuple_as_pytorch_takes_them_are_named_in_the_error():
+    x = mv.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(ValueError, match=r"each as its own argument \(gradcheck\(fn, x, y\), not"):
+        mv.gradcheck(lambda a: (a ** 3).sum(), (x,))

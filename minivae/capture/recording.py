@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import Tensor, backpropagate, enable_grad
-from ..engine.tensor import record_forward
+from ..engine.tensor import record_forward, walks_begun
 
 
 class CaptureError(RuntimeError):
@@ -71,8 +71,13 @@ class Recording:
         self.batch = Tensor(x)
         self.scalars = {name: StepScalar(name, value) for name, value in scalars.items()}
         generator = RecordingGenerator(rng.bit_generator)
+        walks = walks_begun()
         with enable_grad(), record_forward() as applications:
             loss = loss_fn(self.batch, generator, **self.scalars)
+        if walks_begun() != walks:
+            raise CaptureError("captured step: loss_fn runs a backward (backward, gradients, grad, jvp, ...): the "
+                               "masks and values its backward computes would be constants of the program, frozen "
+                               "at the recorded steps' values; train such a loss with the eager step")
         if not isinstance(loss, Tensor) or loss.size != 1 or not loss.requires_grad:
             raise CaptureError("captured step: loss_fn must return a one-element Tensor that depends on parameters")
         self.loss, self.applications, self.draws = loss, applications, generator.draws

@@ -164,7 +164,8 @@ def jvp(f, primals, tangents):
     (every op's derivative rules are its VJP, and its VJP's VJP). As ``grad``, it records a graph
     while recording is on (so ``jvp`` of ``jvp`` or ``grad`` of ``jvp`` work) and nothing inside
     ``no_grad``. Raises TypeError for primals and tangents that are not sequences of the same length,
-    or when f does not return a Tensor; ValueError for a tangent whose shape differs from its primal's.
+    when f does not return a Tensor, or for a floating tangent whose dtype differs from its primal's (never
+    cast silently); ValueError for a tangent whose shape differs from its primal's.
     """
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp: primals and tangents must be tuples or lists (one entry per argument of f)")
@@ -175,7 +176,11 @@ def jvp(f, primals, tangents):
         args, _ = _leaves(primals, tuple(range(len(primals))), "jvp", recording)
         directions = []
         for i, (x, v) in enumerate(zip(args, tangents)):
-            v = v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=x.dtype))
+            given = np.asarray(v.data if isinstance(v, Tensor) else v)
+            if given.dtype.kind == "f" and given.dtype != x.dtype:  # numbers and integers take the primal's
+                raise TypeError(f"jvp: tangent {i} has dtype {given.dtype}, its primal {x.dtype}; "
+                                f"convert one explicitly with .astype")
+            v = v if isinstance(v, Tensor) else Tensor(given.astype(x.dtype, copy=False))
             if v.shape != x.shape:
                 raise ValueError(f"jvp: tangent {i} has shape {v.shape}, its primal {x.shape}")
             directions.append(v)

@@ -344,8 +344,11 @@ def abs_vjp(ctx, g):
 
 
 def _tie_split(g, winner: np.ndarray, tie: np.ndarray):
-    """Route ``g`` where ``winner`` holds; split it in half at ties."""
-    return where(tie, g * 0.5, g * winner)
+    """Route ``g`` where ``winner`` holds; split it in half at ties.
+
+    Selected, not multiplied by the mask: an infinite ``g`` at a loser gives 0 there, not 0·∞ = NaN.
+    """
+    return where(tie, g * 0.5, where(winner, g, 0))
 
 
 @primitive
@@ -388,7 +391,7 @@ def relu(x):
 
 @relu.defvjp
 def relu_vjp(ctx, g):
-    return (g * (value(ctx.inputs[0]) > 0),)
+    return (where(value(ctx.inputs[0]) > 0, g, 0),)  # selected: an infinite g where x <= 0 gives 0
 
 
 @primitive
@@ -417,7 +420,9 @@ def sigmoid(x):
 
 @sigmoid.defvjp
 def sigmoid_vjp(ctx, g):
-    return (g * ctx.ans * (1 - ctx.ans),)
+    """σ'(x) = σ(x) σ(-x): both factors keep their relative precision (1 - σ(x) cancels for x > 0)."""
+    x, = ctx.inputs
+    return (g * ctx.ans * sigmoid(-x),)
 
 
 @primitive
@@ -481,7 +486,7 @@ def max_vjp(ctx, g):
     x = value(ctx.inputs[0])
     winners = x == _unreduce(value(ctx.ans), x.shape, ctx.axis, ctx.keepdims)
     share = (winners / winners.sum(axis=ctx.axis, keepdims=True)).astype(x.dtype)
-    return (_unreduce(g, x.shape, ctx.axis, ctx.keepdims) * share,)
+    return (where(winners, _unreduce(g, x.shape, ctx.axis, ctx.keepdims) * share, 0),)  # 0 at the losers
 
 
 def _max_as_constant(x: np.ndarray, axis) -> np.ndarray:
@@ -533,17 +538,34 @@ def sum_to_vjp(ctx, g):
     return (broadcast_to(g, shape=ctx.inputs[0].shape),)
 
 
-def _shifted(x, axis: int):
+@primitive(backward_reads_values=False)
+def max_shift(x, *, axis):
+    """The maximum of x along ``axis`` as a size-1 axis (0 where it is infinite or the axis is empty): the
+    shift of softmax and log_softmax, an op with no gradient (their result does not depend on it), so
+    that the captured step recomputes it at every step instead of keeping a recorded step's value."""
+    return _max_as_constant(x, axis)
+
+
+@max_shift.defvjp
+def max_shift_vjp(ctx, g):
+    return (None,)
+
+
+def _shifted(x, axis: int, name: str):
     """x - m along ``axis``, m its maximum taken as a constant: exact for the largest terms, and the
-    result of softmax and log_softmax does not depend on m, so neither does their gradient."""
-    return x - _max_as_constant(value(x), axis)
+    result of softmax and log_softmax does not depend on m, so neither does their gradient. ValueError
+    (naming ``name``) for an axis that is not an int in [-x.ndim, x.ndim)."""
+    ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: axis {axis!r} is not an axis of a {ndim}-d input")
+    return x - max_shift(x, axis=axis)
 
 
 def softmax(x, axis: int = -1):
     """exp(x) / Σ exp(x) along ``axis``, as exp(x - m) / Σ exp(x - m) with m the maximum: no exponential
     overflows, and no term of the size of m is rounded into the result (float64 inputs near 1e15
     sum to 1)."""
-    e = exp(_shifted(x, axis))
+    e = exp(_shifted(x, axis, "softmax"))
     return e / sum(e, axis=axis, keepdims=True)
 
 
@@ -551,7 +573,7 @@ def log_softmax(x, axis: int = -1):
     """x - log Σ exp(x) along ``axis``, as (x - m) - log Σ exp(x - m) with m the maximum: stable for any
     finite x, and as precise at 1e4 in float32 as near 0 (x - logsumexp(x) would round the log-sum to
     the ulp of m)."""
-    shifted = _shifted(x, axis)
+    shifted = _shifted(x, axis, "log_softmax")
     if shifted.shape[axis] == 0:  # nothing to normalise (and log Σ over no terms would warn of log 0)
         return shifted
     return shifted - log(sum(exp(shifted), axis=axis, keepdims=True))
@@ -647,13 +669,16 @@ def stack(tensors, axis: int = 0):
 
 # ------------------------------------------------------------------------ comparisons (no gradient)
 def _compare(ufunc):
+    """An op whose boolean result (a Tensor if an argument is one) has no gradient: it records no graph
+    (a boolean never requires grad), but it is an op application, so the captured step recomputes it
+    at every step instead of keeping the first step's mask as a constant."""
     def compare(x, y):
-        """A boolean array (a Tensor if an argument is one) that records no graph."""
-        arrays = as_arrays(ufunc.__name__, (x, y))
-        out = ufunc(*arrays)
-        return Tensor(out) if isinstance(x, Tensor) or isinstance(y, Tensor) else out
+        return ufunc(x, y)
     compare.__name__ = ufunc.__name__
-    return compare
+    compare.__doc__ = f"x {ufunc.__name__} y elementwise: a boolean array (a Tensor if an argument is one)."
+    op = Op(compare, backward_reads_values=False)
+    op.defvjp(lambda ctx, g: (None, None))
+    return op
 
 
 less, less_equal, greater, greater_equal, equal, not_equal = (

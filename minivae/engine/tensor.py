@@ -41,6 +41,19 @@ class _ForwardRecording(threading.local):
 _forward = _ForwardRecording()
 
 
+class _WalkCount(threading.local):
+    """How many backward walks (``backpropagate``) this thread has begun."""
+    count = 0
+
+
+_walks = _WalkCount()
+
+
+def walks_begun() -> int:
+    """How many backward walks this thread has begun: the captured step refuses a loss that runs one."""
+    return _walks.count
+
+
 @contextlib.contextmanager
 def record_forward():
     """Within the block, every op applied to a Tensor in this thread is noted, in the order applied, as
@@ -139,9 +152,10 @@ class Tensor:
 
     @classmethod
     def from_op(cls, data: np.ndarray, op, parents: tuple, static: dict, saved=None) -> Tensor:
-        """The result of ``op``: it records its parents only when some parent requires grad."""
+        """The result of ``op``: it records its parents only when some parent requires grad (and never for a
+        result that is not floating-point, such as a comparison's booleans, which has no gradient)."""
         out = cls(data)
-        if _mode.enabled and any(p.requires_grad for p in parents):
+        if _mode.enabled and data.dtype.kind == "f" and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out.op, out.parents, out.static, out.saved = op, parents, static, saved
         if _forward.applications is not None:
@@ -457,6 +471,7 @@ def backpropagate(root: Tensor, seed, create_graph: bool, keep, targets=None, re
     ``recorder``, when given, is called with a ``Visit`` after each tensor is visited: what the walk
     did there (the captured step replays these).
     """
+    _walks.count += 1
     if create_graph:
         seed = _as_tensor(seed)
     order = topological_order(root)
