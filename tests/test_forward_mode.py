@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 
 import minivae as mv
 from minivae import testing as mvt
-from test_programs import torch_functions
+from test_programs import torch_call
 
 SOME = settings(max_examples=3 * settings.default.max_examples,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -100,10 +100,7 @@ def test_jvp_is_the_jacobian_times_the_tangent(program):
 
 def test_jvp_agrees_with_torch_func_jvp_on_random_programs():
     torch = pytest.importorskip("torch")
-    table = torch_functions(torch)
-
-    def call(step, args):
-        return table[step.entry.name](*args, **step.params)
+    call = torch_call(torch)
 
     @SOME
     @given(mvt.programs())
@@ -121,10 +118,7 @@ def test_jvp_agrees_with_torch_func_jvp_on_random_programs():
 
 def test_hessian_agrees_with_torch_func_hessian_on_random_programs():
     torch = pytest.importorskip("torch")
-    table = torch_functions(torch)
-
-    def call(step, args):
-        return table[step.entry.name](*args, **step.params)
+    call = torch_call(torch)
 
     @SOME
     @given(mvt.programs(max_ops=3))

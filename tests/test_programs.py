@@ -128,6 +128,15 @@ def torch_functions(torch):
     return table
 
 
+def torch_call(torch):
+    """``call(step, args)`` for ``Program.run``: each step of a program run with its PyTorch counterpart."""
+    table = torch_functions(torch)
+
+    def call(step, args):
+        return table[step.entry.name](*args, **step.params)
+    return call
+
+
 def test_the_torch_table_covers_every_op():
     torch = pytest.importorskip("torch")
     assert set(torch_functions(torch)) == {entry.name for entry in mvt.POOL}
@@ -135,10 +144,7 @@ def test_the_torch_table_covers_every_op():
 
 def test_values_and_gradients_agree_with_pytorch():
     torch = pytest.importorskip("torch")
-    table = torch_functions(torch)
-
-    def call(step, args):
-        return table[step.entry.name](*args, **step.params)
+    call = torch_call(torch)
 
     @MANY
     @given(mvt.programs())

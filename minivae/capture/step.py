@@ -126,7 +126,7 @@ class CapturedStep:
         grads = program.initial_grads[:]
         for instruction in program.backward:
             if type(instruction) is OpBackward:
-                _run_backward(instruction, values, saved, grads, flat.grad_views)
+                _replay_backward(instruction, values, saved, grads, flat.grad_views)
             else:
                 self._write_gradient(instruction.index, grads[instruction.slot])
         self._check_gradients()
@@ -194,7 +194,7 @@ class CapturedStep:
         return f"<CapturedStep: {len(self.programs)} program(s), {self.traces} recorded step(s)>"
 
 
-def _run_backward(instruction: OpBackward, values, saved, grads, grad_views) -> None:
+def _replay_backward(instruction: OpBackward, values, saved, grads, grad_views) -> None:
     """One op's backward on arrays, its gradients handed on as the walk handed them."""
     node = instruction.node
     out = None if instruction.out is None else tuple(None if i is None else grad_views[i] for i in instruction.out)
