@@ -50,8 +50,10 @@ class FlatBuffers:
 
     def linked(self) -> bool:
         """Whether every parameter's array and every moment is still its view into the flat buffers."""
-        if not all(map(operator.is_, [p.data for p in self.params], self.param_views)):
-            return False
         state = self.optimizer.state
-        return all(all(map(operator.is_, [state[buffer][i] for i in range(len(self.params))], views))
-                   for buffer, views in self.moment_views.items())
+        return all(map(operator.is_, map(_DATA, self.params), self.param_views)) and \
+            all(len(state[buffer]) == len(views) and all(map(operator.is_, state[buffer], views))
+                for buffer, views in self.moment_views.items())
+
+
+_DATA = operator.attrgetter("data")

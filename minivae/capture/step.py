@@ -3,12 +3,14 @@ replayed on arrays."""
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
 from ..engine import Tensor
 from ..engine.tensor import BackwardContext, _run_hooks, unbroadcast
 from ..kernels import backend
+from ..kernels.checks import all_finite
 from ..optim import Adam, Optimizer, adam_update
 from . import listing
 from .flat import FlatBuffers
@@ -143,13 +145,14 @@ class CapturedStep:
                 np.copyto(view, replaced)
 
     def _checked_loss(self, loss: np.ndarray) -> float:
-        if self.check_finite and not np.isfinite(loss).all():
-            raise NonFiniteError(f"the loss is {loss.item()}")
-        return loss.item()
+        value = loss.item()  # a Python float: float32's inf and NaN stay what they are
+        if self.check_finite and not math.isfinite(value):
+            raise NonFiniteError(f"the loss is {value}")
+        return value
 
     def _check_gradients(self) -> None:
         flat = self._flat
-        if self.check_finite and not np.isfinite(flat.grad).all():
+        if self.check_finite and not all_finite(flat.grad):
             bad = next(i for i, g in enumerate(flat.grad_views) if not np.isfinite(g).all())
             raise NonFiniteError(f"the gradient of {self._name(flat.params[bad])} has non-finite values")
 
@@ -159,15 +162,15 @@ class CapturedStep:
             p.grad = g
         for i in program.unused:
             flat.params[i].grad = None  # no gradient reaches it: the eager step leaves it as it is
-        steps = optimizer.steps
-        if program.unused or not isinstance(optimizer, Adam) or (steps != steps[0]).any() or \
+        steps = optimizer.steps.tolist()  # a few Python ints: cheaper to compare than the array
+        if program.unused or not isinstance(optimizer, Adam) or steps.count(steps[0]) != len(steps) or \
                 backend.active() != "numba":
             # per parameter: another optimizer, some parameters unused, different step counts, or the NumPy
             # reference update, whose temporaries are cheaper per parameter than over the whole buffer
             optimizer.step()
             return
-        step = int(steps[0]) + 1
-        steps += 1
+        step = steps[0] + 1
+        optimizer.steps += 1
         adam_update(flat.param, flat.grad, flat.m, flat.v, step, optimizer.lr, optimizer.beta1,
                     optimizer.beta2, optimizer.eps, optimizer.weight_decay)
 

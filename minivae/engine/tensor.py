@@ -641,11 +641,23 @@ def accumulator(dtype: np.dtype):
 
 def accumulated(reduction, x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
     """``reduction`` (np.sum or np.mean) of the array x, float32 accumulated in float64 and rounded
-    once to float32: the rule of every sum the engine takes."""
+    once to float32: the rule of every sum the engine takes.
+
+    Of a non-empty float array, the two steps np.sum and np.mean take are taken here directly:
+    ``np.add.reduce`` (what np.sum calls) and, for a mean, the division of that sum by the count of
+    values reduced (what np.mean does next), so the results are np.mean's bit for bit without its
+    generic checks, which cost more than the arithmetic on the step's small arrays. Booleans and
+    integers (whose mean is a float64 fraction) and empty arrays (whose mean is NaN, with NumPy's
+    warning) take np.mean itself.
+    """
     wide = accumulator(x.dtype)
-    if wide is None:
-        return reduction(x, axis=axis, keepdims=keepdims)
-    return reduction(x, axis=axis, keepdims=keepdims, dtype=wide).astype(x.dtype, copy=False)
+    if reduction is np.mean and (x.dtype.kind != "f" or x.size == 0):
+        out = np.mean(x, axis=axis, keepdims=keepdims, dtype=wide)
+    else:
+        out = np.add.reduce(x, axis=axis, dtype=wide, keepdims=keepdims)
+        if reduction is np.mean:
+            out = out / (x.size // out.size)
+    return out if wide is None else out.astype(x.dtype, copy=False)
 
 
 def unbroadcast(grad, shape: tuple, where: str = "unbroadcast"):

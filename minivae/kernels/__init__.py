@@ -18,9 +18,9 @@ from .activations import bias_relu, column_sum, relu_backward
 from .losses import bce_with_logits_rows
 from .gaussian import gaussian_kl_backward, gaussian_kl_rows, reparameterize, reparameterize_backward
 from .adam import adam_step
-from . import activations as _activations, gaussian as _gaussian, losses as _losses, adam as _adam
+from . import activations as _activations, gaussian as _gaussian, losses as _losses, adam as _adam, checks as _checks
 
 COMPILED = (_activations.bias_relu, _activations.relu_backward, _activations.column_sum, _losses._bce_rows,
             _gaussian._reparameterize_combine, _gaussian.reparameterize_backward, _gaussian._gaussian_kl_combine,
-            _gaussian.gaussian_kl_backward, _adam.adam_step)
+            _gaussian.gaussian_kl_backward, _adam.adam_step, _checks._zero_sum)
 """Every Numba-compiled function (dispatchers; plain functions where Numba is absent)."""
