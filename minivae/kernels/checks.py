@@ -31,6 +31,6 @@ def all_finite(a: np.ndarray) -> bool:
     With the "numba" backend a contiguous array is checked by the compiled one-pass kernel; otherwise,
     and with the "reference" backend, by ``np.isfinite(a).all()``. The answer is the same either way.
     """
-    if backend.active() == "numba" and backend.numba is not None and a.flags.c_contiguous and a.dtype.kind == "f":
+    if backend.active() == "numba" and a.flags.c_contiguous and a.dtype.kind == "f":
         return bool(_zero_sum(a.reshape(-1)) == 0)
     return bool(np.isfinite(a).all())
