@@ -53,6 +53,8 @@ class Options:
     eval_k: int = 5000
     kernel_calls: int = 1000
     train_rounds: int = 3
+    train_epochs: int = 3
+    train_batches: tuple[int, ...] = (128, 32)
     memory_examples: int = 60_000
     startup_rounds: int = 3
     turn_s: float = 0.3

@@ -11,12 +11,14 @@
 - ``epoch CONTENDER EXAMPLES``: one epoch of batch-128 steps over EXAMPLES binary images with
   ``minivae`` (kernels from MINIVAE_KERNELS) or ``torch``; peak resident memory after
   the imports, after making the data and the model, after the first step and after the epoch.
-- ``train CONTENDER EPOCHS``: what users run: ``minivae`` is ``minivae.training.train`` (the loop of
-  ``minivae train``) on the embedded MNIST set, its step times taken between its ``after_step``
-  calls; ``torch`` and ``jax`` are plain training loops (PyTorch eager, the jitted JAX step) over
-  the same digits in the same batch order (the first epoch's permutation of ``minivae train``), each
-  step timed with the batch's indexing. The per-step times of every epoch, without the first
-  step of each (nothing precedes it to time it from; it compiles where the contender compiles).
+- ``train CONTENDER EPOCHS [BATCH [LAUNCHED]]``: what users run: ``minivae`` is ``minivae.training.train``
+  (the loop of ``minivae train``, after importing what the command imports) on the embedded MNIST set,
+  its step times taken between its ``after_step`` calls; ``captured`` (the step benchmark's captured
+  step), ``torch`` and ``jax`` are plain training loops (PyTorch eager, the jitted JAX step) over the
+  same digits in the same batch order (the first epoch's permutation of ``minivae train``), each step
+  timed with the batch's indexing. The per-step times of every epoch, without the first step of
+  each (nothing precedes it to time it from; it compiles where the contender compiles); each epoch's
+  seconds per step as ``minivae train`` reports them; and LAUNCHED (``time.time()``) to the first step.
 """
 
 from __future__ import annotations
@@ -81,40 +83,54 @@ def train_order(config, n: int):
     return rng.permutation(n)
 
 
-def train(contender: str, epochs: int, batch: int = 128, seed: int = 0) -> dict:
+def train(contender: str, epochs: int, batch: int = 128, launched: float | None = None, seed: int = 0) -> dict:
+    """``epochs`` epochs of ``contender`` on the embedded digits (see the module's docstring). ``step_times_s``:
+    every step's seconds but each epoch's first; ``epoch_step_s``: each epoch's seconds per step, all steps
+    counted, as ``minivae train`` reports them (``epoch_seconds`` / steps); ``start_to_first_step_s``: from
+    ``launched`` (the parent's ``time.time()`` before it started this process) to the first finished step."""
     import math
-    import tempfile
 
     import numpy as np
 
     from minivae.data import load_mnist
     data = load_mnist()
     images, per_epoch = data.train_images, math.ceil(len(data.train_images) / batch)
+    stamps = []
     if contender == "minivae":
         import io
+        import tempfile
 
+        import minivae.cli  # noqa: F401  (what the command imports counts as it does for ``minivae train``)
         from minivae.training import TrainConfig
         from minivae.training import train as minivae_train
-        stamps = []
         with tempfile.TemporaryDirectory() as out:
-            minivae_train(TrainConfig(epochs=epochs, batch_size=batch, seed=seed), out, data=data,
-                          stream=io.StringIO(), after_step=lambda step: stamps.append(time.perf_counter()))
+            result = minivae_train(TrainConfig(epochs=epochs, batch_size=batch, seed=seed), out, data=data,
+                                   stream=io.StringIO(), after_step=lambda step: stamps.append(time.perf_counter()))
+        first_step = time.time() - (time.perf_counter() - stamps[0])
         times = [b - a for e in range(epochs) for a, b in zip(stamps[e * per_epoch:(e + 1) * per_epoch],
                                                               stamps[e * per_epoch + 1:(e + 1) * per_epoch])]
-        return {"step_times_s": times, "digits": len(images), "epochs": epochs}
-    from benchmarks import contenders
-    from benchmarks.config import Config
-    config = Config(batch=batch, seed=seed, threads=int(os.environ.get("OMP_NUM_THREADS", "2")))
-    step = contenders.torch_trainer(config) if contender == "torch" else contenders.jax_trainer(config)
-    order, times = train_order(config, len(images)), []
-    for epoch in range(epochs):
-        permutation = order if epoch == 0 else np.random.default_rng([seed, epoch]).permutation(len(images))
-        for position in range(per_epoch):
-            start = time.perf_counter()
-            step(images[permutation[position * batch:(position + 1) * batch]])
-            if position:
-                times.append(time.perf_counter() - start)
-    return {"step_times_s": times, "digits": len(images), "epochs": epochs}
+        epoch_step = [m["epoch_seconds"] / per_epoch for m in result.history]
+    else:
+        from benchmarks import contenders
+        from benchmarks.config import Config
+        config = Config(batch=batch, seed=seed, threads=int(os.environ.get("OMP_NUM_THREADS", "2")))
+        step = {"captured": contenders.minivae_captured_trainer, "torch": contenders.torch_trainer,
+                "jax": contenders.jax_trainer}[contender](config)
+        order, times, epoch_step, first_step = train_order(config, len(images)), [], [], None
+        for epoch in range(epochs):
+            permutation = order if epoch == 0 else np.random.default_rng([seed, epoch]).permutation(len(images))
+            seconds = 0.0
+            for position in range(per_epoch):
+                start = time.perf_counter()
+                step(images[permutation[position * batch:(position + 1) * batch]])
+                stop = time.perf_counter()
+                first_step = first_step or time.time()
+                seconds += stop - start
+                if position:
+                    times.append(stop - start)
+            epoch_step.append(seconds / per_epoch)
+    return {"step_times_s": times, "epoch_step_s": epoch_step, "digits": len(images), "epochs": epochs,
+            "batch": batch, "start_to_first_step_s": None if launched is None else first_step - launched}
 
 
 def profile(steps: int, config=None) -> dict:
@@ -188,7 +204,7 @@ if __name__ == "__main__":
     elif mode == "train":
         from benchmarks.worker import limit_cpus
         limit_cpus(int(os.environ.get("OMP_NUM_THREADS", "2")))
-        result = train(args[0], int(args[1]))
+        result = train(args[0], int(args[1]), *(int(a) for a in args[2:3]), *(float(a) for a in args[3:4]))
     elif mode == "profile":
         from benchmarks.config import Config
         result = profile(int(args[0]), Config(**json.loads(args[1])))

@@ -5,13 +5,15 @@
 - evaluation: ``minivae evaluate``'s importance-weighted log-likelihood against its own products;
 - profile: where a minivae step's time goes, op by op, on both backends;
 - kernels: each fused function against its composition, and Adam's kernel against its NumPy form;
-- train: the per-step time inside ``minivae train`` against plain PyTorch and JAX loops;
+- train: the per-step time inside ``minivae train`` against the captured step and plain PyTorch and JAX
+  loops over the same batches;
 - memory: peak resident memory of one epoch; startup: a new process's start to its first step.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,24 +118,38 @@ def kernels(options: Options) -> Measured:
                      for case in cases for backend in ("numba", "reference")])
 
 
-TRAIN_RUNS = {"minivae": ("minivae train", "minivae"), "torch": ("pytorch eager loop", "torch"),
-              "jax": ("jax.jit loop", "jax-jit")}
+TRAIN_RUNS = {"minivae": ("minivae train", "minivae"), "captured": ("captured step loop", "minivae-captured"),
+              "torch": ("pytorch eager loop", "torch"), "jax": ("jax.jit loop", "jax-jit")}
 
 
 def train(options: Options) -> Measured:
-    """Whole training runs of one epoch on the embedded MNIST digits, alternated."""
+    """Whole training runs of ``options.train_epochs`` epochs on the embedded MNIST digits, alternated, at each
+    of ``options.train_batches``: ``minivae train`` against the step benchmark's captured step in a plain loop
+    over the same batches (the same process conditions: a fresh process each, the same threads), and the peers.
+
+    Per contender and batch: a "train" Timing of the steps (each epoch's first left out), with the median start
+    to first step as its ``first_step_s``, and a "train epochs" Timing of the last epoch's seconds per step as
+    ``minivae train`` reports them (``epoch_seconds`` / steps)."""
     measured = Measured(notes=[why for _, contender in TRAIN_RUNS.values() if (why := missing(contender))])
-    runs = {name: [] for name, (_, contender) in TRAIN_RUNS.items() if not missing(contender)}
-    for r in range(options.train_rounds):
-        for name in list(runs):
-            progress(f"train: {TRAIN_RUNS[name][0]}, run {r + 1} of {options.train_rounds}")
-            try:
-                runs[name].append(oneshot(["train", name, 1], thread_env(options.model.threads)))
-            except WorkerFailed as error:
-                measured.notes.append(f"train section, {TRAIN_RUNS[name][0]}: left out, {error}")
-                runs.pop(name)
-    measured.timings += [Timing("train", f"one epoch of {results[0]['digits']:,} digits", TRAIN_RUNS[name][0],
-                                [r["step_times_s"] for r in results]) for name, results in runs.items()]
+    for batch in options.train_batches:
+        runs = {name: [] for name, (_, contender) in TRAIN_RUNS.items() if not missing(contender)}
+        for r in range(options.train_rounds):
+            for name in list(runs):
+                progress(f"train, batch {batch}: {TRAIN_RUNS[name][0]}, run {r + 1} of {options.train_rounds}")
+                try:
+                    runs[name].append(oneshot(["train", name, options.train_epochs, batch, time.time()],
+                                              thread_env(options.model.threads)))
+                except WorkerFailed as error:
+                    measured.notes.append(f"train section, {TRAIN_RUNS[name][0]}, batch {batch}: left out, {error}")
+                    runs.pop(name)
+        for name, results in runs.items():
+            case = f"{options.train_epochs} epoch{'s' if options.train_epochs > 1 else ''} of " \
+                   f"{results[0]['digits']:,} digits, batch {batch}"
+            first = statistics.median(r["start_to_first_step_s"] for r in results)
+            measured.timings += [Timing("train", case, TRAIN_RUNS[name][0], [r["step_times_s"] for r in results],
+                                        first_step_s=first),
+                                 Timing("train epochs", case, TRAIN_RUNS[name][0],
+                                        [[r["epoch_step_s"][-1]] for r in results])]
     return measured
 
 

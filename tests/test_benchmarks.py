@@ -149,9 +149,13 @@ def test_the_profile_kernels_and_memory_sections_run_in_their_own_processes(tmp_
 
 def test_the_train_and_startup_sections_run_whole_processes(tmp_path, monkeypatch):
     monkeypatch.setenv(contenders.WITHOUT_VARIABLE, "torch,jax")
-    measured, text, _ = run.run(tiny_options(tmp_path, ["train", "startup"]))
-    assert [t.label for t in measured.find("train")] == ["minivae train"]
-    assert len(measured.find("train")[0].all_values) > 10
+    measured, text, _ = run.run(tiny_options(tmp_path, ["train", "startup"], train_epochs=2, train_batches=(256,)))
+    for section in ("train", "train epochs"):
+        assert [(t.case, t.label) for t in measured.find(section)] == [
+            ("2 epochs of 9,000 digits, batch 256", label) for label in ("minivae train", "captured step loop")]
+    assert all(len(t.all_values) == 2 * (9000 // 256 + 1) - 2 for t in measured.find("train"))
+    assert all(0 < t.first_step_s < 60 for t in measured.find("train"))
+    assert "| run | median ms/step | quartiles ms | median of each run ms | steps | last epoch ms/step" in text
     assert any("pytorch eager" in note for note in measured.notes)
     assert {(t.case, t.label) for t in measured.find("startup")} == {
         (f"{kind} kernel cache", part) for kind in ("cold", "warm")

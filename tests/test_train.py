@@ -521,3 +521,41 @@ def test_a_new_run_never_replaces_files_it_did_not_write(tmp_path, digits):
     (out / "manifold.png").write_bytes(b"mine")   # written only for a 2-D latent space: free with another
     assert run(TrainConfig(**{**TINY.to_json(), "latent_dim": 3, "epochs": 1}), out, digits).status == "completed"
     assert (out / "manifold.png").read_bytes() == b"mine"
+
+
+MATPLOTLIB_AT_FIRST_STEP = """
+import io, sys
+from minivae.data import MnistSplit, load_mnist
+from minivae.training import TrainConfig, train
+every = load_mnist()
+digits = MnistSplit(every.train_images[:300], every.train_labels[:300], every.test_images[:100],
+                    every.test_labels[:100], "a test subset")
+seen = []
+def first_step(step):
+    if not seen:
+        seen.append("matplotlib" in sys.modules)
+config = TrainConfig(epochs=int(sys.argv[2]), batch_size=32, hidden=(16,), latent_dim=2, seed=3)
+train(config, sys.argv[1], resume=sys.argv[3] == "resume", data=digits, stream=io.StringIO(), after_step=first_step)
+print(seen[0])
+"""
+
+
+@pytest.mark.parametrize("mode", ["new run", "resume of a complete epoch"])
+def test_matplotlib_is_not_imported_before_the_first_step(tmp_path, mode):
+    """Importing matplotlib takes longer than a warm process's step; a run needs it only to draw loss.png
+    after its first epoch, so neither a new run nor a resume waits for it before training."""
+    pytest.importorskip("matplotlib")
+    import subprocess
+    import sys
+
+    def imported_at_first_step(epochs, how):
+        done = subprocess.run([sys.executable, "-c", MATPLOTLIB_AT_FIRST_STEP, str(tmp_path / "run"), str(epochs), how],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[-1]
+    if mode == "new run":
+        assert imported_at_first_step(1, "new") == "False"
+    else:
+        assert imported_at_first_step(1, "new") == "False"   # and the epoch's figures drawn
+        assert (tmp_path / "run" / "loss.png").is_file()
+        assert imported_at_first_step(2, "resume") == "False"

@@ -170,7 +170,7 @@ def _refuse_existing_run(out: Path, config: TrainConfig) -> None:
     if (out / CHECKPOINT).exists():
         raise CheckpointError(f"train: {out} already holds {CHECKPOINT}; continue it with --resume, "
                               f"or choose another --out")
-    theirs = [name for name in (METRICS, *figure_names(config.latent_dim))
+    theirs = [name for name in (METRICS, *figure_names(config.latent_dim, present_in=out))
               if (out / name).exists() or (out / name).is_symlink()]
     if theirs:
         raise FileExistsError(f"train: {out} already holds {', '.join(theirs)}, which the run would replace; "

@@ -48,12 +48,29 @@ def loss_plot(history: list):
                      title="negative ELBO per epoch", x_label="epoch", y_label="nats per digit")
 
 
-def figure_names(latent_dim: int) -> tuple:
-    """The figures a run with ``latent_dim`` latent dimensions writes (loss.png only where matplotlib is)."""
-    names = FIGURES + ((MANIFOLD,) if latent_dim == 2 else ())
-    return names if plots_available() else tuple(name for name in names if name != LOSS)
+def figure_names(latent_dim: int, present_in: Path | None = None) -> tuple:
+    """The figures a run with ``latent_dim`` latent dimensions writes (loss.png only where matplotlib is);
+    with ``present_in``, those of them in that folder (a file or a symbolic link, even a broken one)."""
+    names = _every_name(latent_dim)
+    if present_in is not None:
+        names = tuple(name for name in names if (present_in / name).exists() or (present_in / name).is_symlink())
+    return _written(names)
 
 
 def figure_problems(out: Path, latent_dim: int) -> dict:
     """{name: why it is not a complete PNG} for the run's figures in ``out`` that are missing or broken."""
-    return {name: problem for name in figure_names(latent_dim) if (problem := png_problem(out / name))}
+    problems = {name: problem for name in _every_name(latent_dim) if (problem := png_problem(out / name))}
+    return {name: problems[name] for name in _written(tuple(problems))}
+
+
+def _every_name(latent_dim: int) -> tuple:
+    return FIGURES + ((MANIFOLD,) if latent_dim == 2 else ())
+
+
+def _written(names: tuple) -> tuple:
+    """``names`` without loss.png where matplotlib cannot be imported. matplotlib is imported only when
+    loss.png is among them: importing it takes longer than a warm process's first step, and neither a
+    new run (its folder holds no loss.png) nor the resume of a run with its figures intact waits for it."""
+    if LOSS not in names or plots_available():
+        return names
+    return tuple(name for name in names if name != LOSS)
