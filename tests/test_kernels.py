@@ -207,3 +207,23 @@ def test_a_warm_captured_step_with_multi_megabyte_temporaries_faults_in_no_fresh
         step(x, rng)
     assert kernels.backend.keep_freed_arrays_in_heap()
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 100  # 3,408 per step without
+
+
+@pytest.mark.skipif(kernels.backend.numba is None, reason="the compiled kernels need Numba")
+@given(mvt.float_dtypes(), st.integers(1, 70), st.integers(1, 70), st.data())
+def test_bias_add_and_scale_rows_round_each_value_once_as_numpy(dtype, rows, cols, data):
+    """The decoder's bias add and the cross-entropy's backward scaling equal NumPy's ``+`` and ``*`` bit for bit,
+    in place too (odd sizes cover the vectorized loops' tails)."""
+    from minivae.kernels import activations, losses
+    finite = st.floats(-1e15, 1e15, allow_nan=False)
+    pre = data.draw(arrays((rows, cols), dtype, finite))
+    bias = data.draw(arrays((cols,), dtype, finite))
+    g = data.draw(arrays((rows,), dtype, finite))
+    out = np.empty_like(pre)
+    activations.bias_add(pre, bias, out)
+    assert out.tobytes() == (pre + bias).tobytes()
+    in_place = pre.copy()
+    activations.bias_add(in_place, bias, in_place)
+    assert in_place.tobytes() == (pre + bias).tobytes()
+    losses.scale_rows(g, pre, out)
+    assert out.tobytes() == (g[:, None] * pre).tobytes()

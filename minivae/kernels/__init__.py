@@ -14,13 +14,13 @@ Kernels take their outputs as arguments and keep the dtype (float32 or float64) 
 Matrix products are not kernels: they stay in NumPy's BLAS.
 """
 from .backend import BACKENDS, ENV_VAR, active, use
-from .activations import bias_relu, column_sum, relu_backward
+from .activations import bias_add, bias_relu, column_sum, relu_backward
 from .losses import bce_with_logits_rows
 from .gaussian import gaussian_kl_backward, gaussian_kl_rows, reparameterize, reparameterize_backward
 from .adam import adam_step
 from . import activations as _activations, gaussian as _gaussian, losses as _losses, adam as _adam, checks as _checks
 
-COMPILED = (_activations.bias_relu, _activations.relu_backward, _activations.column_sum, _losses._bce_rows,
-            _gaussian._reparameterize_combine, _gaussian.reparameterize_backward, _gaussian._gaussian_kl_combine,
-            _gaussian.gaussian_kl_backward, _adam.adam_step, _checks._zero_sum)
+COMPILED = (_activations.bias_add, _activations.bias_relu, _activations.relu_backward, _activations.column_sum,
+            _losses._bce_rows, _losses.scale_rows, _gaussian._reparameterize_combine, _gaussian.reparameterize_backward,
+            _gaussian._gaussian_kl_combine, _gaussian.gaussian_kl_backward, _adam.adam_step, _checks._zero_sum)
 """Every Numba-compiled function (dispatchers; plain functions where Numba is absent)."""

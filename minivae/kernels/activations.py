@@ -1,9 +1,9 @@
-"""Bias + ReLU forward, its backward with the mask, and the bias-gradient reduction.
+"""Bias (+ ReLU) forward, its backward with the mask, and the bias-gradient reduction.
 
 Arrays are 2-D (batch, features); the bias is 1-D (features,). Each kernel writes into the output
 arrays it is given and keeps their dtype (float32 or float64). Column sums accumulate in float64,
 as the engine's reductions of float32 do. Their reference is the composition they implement
-(``minivae.functions.linear_relu``).
+(``minivae.functions.linear`` and ``minivae.functions.linear_relu``).
 """
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ def bias_relu(pre, bias, out):
     for i in range(pre.shape[0]):
         for j in range(pre.shape[1]):
             out[i, j] = max(pre[i, j] + bias[j], zero)
+
+
+@jit()
+def bias_add(pre, bias, out):
+    """out = pre + b row by row; ``out`` may be ``pre`` itself (each sum rounded once, as NumPy's ``+``)."""
+    for i in range(pre.shape[0]):
+        for j in range(pre.shape[1]):
+            out[i, j] = pre[i, j] + bias[j]
 
 
 @jit()

@@ -80,7 +80,7 @@ def _affine_rows(x, weight, bias, relu: bool):
     if relu:
         activations.bias_relu(rows, bias, rows)
     else:
-        rows += bias
+        activations.bias_add(rows, bias, rows)
     return rows
 
 
@@ -160,7 +160,13 @@ def bernoulli_log_prob_vjp(ctx, g):
         z = np.broadcast_to(logits, ctx.saved.shape)
         dropped = ((targets == 0) & (z == -np.inf)) | ((targets == 1) & (z == np.inf))
         grad_targets = g * -np.where(dropped, 0, z)
-    return g * ctx.saved, grad_targets
+    saved = ctx.saved
+    if g.dtype != saved.dtype:
+        return g * saved, grad_targets  # NumPy's promotion, as the composition's
+    grad_logits, d = np.empty(saved.shape, saved.dtype), saved.shape[-1]
+    losses.scale_rows(np.ascontiguousarray(np.broadcast_to(g, (*saved.shape[:-1], 1))).reshape(-1),
+                      saved.reshape(-1, d), grad_logits.reshape(-1, d))
+    return grad_logits, grad_targets
 
 
 # ------------------------------------------------------------------------ Gaussian latent

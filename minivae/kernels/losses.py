@@ -123,3 +123,12 @@ def bce_with_logits_rows(logits, targets, loss_rows, grad=None) -> int:
     want_grad = grad is not None
     return _bce_rows(logits, targets, loss_rows, grad if want_grad else loss_rows.reshape(-1, 1)[:0], want_grad,
                      logits.dtype == np.float32)
+
+
+@jit()
+def scale_rows(g, rows, out):
+    """out[i, j] = g[i] · rows[i, j] for 1-D ``g`` and 2-D ``rows`` and ``out`` of one dtype (the cross-entropy's
+    backward: the loss's gradient per row times the saved ∂ℓ/∂z); every product rounded once, as NumPy's."""
+    for i in range(rows.shape[0]):
+        for j in range(rows.shape[1]):
+            out[i, j] = g[i] * rows[i, j]
