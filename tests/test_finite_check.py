@@ -49,6 +49,18 @@ def test_huge_finite_values_are_not_flagged(backend, dtype):
         assert not all_finite(values) and not all_finite(values.reshape(-1, 8))
 
 
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble, np.dtype(">f4")])
+def test_other_float_dtypes_get_the_same_answer_on_either_backend(backend, dtype):
+    """The compiled pass is for float32 and float64; a float16, long double or byte-swapped array is checked by the
+    reference, not handed to a kernel that cannot type it."""
+    values = np.arange(9, dtype=dtype)
+    with kernels.use(backend):
+        assert all_finite(values)
+        values[4] = np.nan
+        assert not all_finite(values)
+
+
 def _former(reduction, x, axis, keepdims):
     """The reduction as the engine took it before its sums and means called np.add.reduce directly."""
     if x.dtype.kind == "f" and x.dtype.itemsize < 8:

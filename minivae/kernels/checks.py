@@ -25,12 +25,16 @@ def _zero_sum(a):
     return total
 
 
+_COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def all_finite(a: np.ndarray) -> bool:
     """Whether every value of the float array ``a`` (float32 or float64, any shape) is finite.
 
-    With the "numba" backend a contiguous array is checked by the compiled one-pass kernel; otherwise,
-    and with the "reference" backend, by ``np.isfinite(a).all()``. The answer is the same either way.
+    With the "numba" backend a contiguous float32 or float64 array is checked by the compiled one-pass
+    kernel; otherwise (another dtype, such as float16, or a non-contiguous array), and with the "reference"
+    backend, by ``np.isfinite(a).all()``. The answer is the same either way.
     """
-    if backend.active() == "numba" and a.flags.c_contiguous and a.dtype.kind == "f":
+    if backend.active() == "numba" and a.flags.c_contiguous and a.dtype in _COMPILED_DTYPES:
         return bool(_zero_sum(a.reshape(-1)) == 0)
     return bool(np.isfinite(a).all())
