@@ -227,3 +227,32 @@ def test_bias_add_and_scale_rows_round_each_value_once_as_numpy(dtype, rows, col
     assert in_place.tobytes() == (pre + bias).tobytes()
     losses.scale_rows(g, pre, out)
     assert out.tobytes() == (g[:, None] * pre).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(">f4")])
+@pytest.mark.parametrize("name", ["linear", "linear_relu", "bernoulli_log_prob", "gaussian_rsample",
+                                  "kl_to_standard_normal"])
+def test_dtypes_the_kernels_cannot_type_run_the_composition(name, dtype):
+    """The compiled kernels take native float32 and float64; a float16 tensor gets the composition's numbers on
+    the numba backend too, and a byte-swapped one the composition's clear error, not Numba's typing error."""
+    import minivae as mv
+    from minivae import functions
+    rng = np.random.default_rng(0)
+    shapes = {"linear": [(2, 3), (4, 3), (4,)], "linear_relu": [(2, 3), (4, 3), (4,)],
+              "bernoulli_log_prob": [(2, 3), (2, 3)], "gaussian_rsample": [(2, 3)] * 3,
+              "kl_to_standard_normal": [(2, 3), (2, 3)]}[name]
+
+    def run(backend):
+        args = [mv.Tensor(rng_values.astype(dtype), requires_grad=True) for rng_values in values]
+        with kernels.use(backend):
+            out = getattr(functions, name)(*args)
+            out.sum().backward()
+        return [out.data, *(a.grad for a in args)]
+    values = [rng.random(shape) for shape in shapes]
+    if dtype.byteorder == ">":
+        for backend in kernels.BACKENDS:
+            with pytest.raises(TypeError, match="dtypes differ"):
+                run(backend)
+        return
+    for fused, reference in zip(run("numba"), run("reference")):
+        assert fused.dtype == reference.dtype and np.array_equal(fused, reference)

@@ -51,14 +51,17 @@ def implements(function, when=None, writes_out=()):
     return make
 
 
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _fits_kernels(*args) -> bool:
-    """Whether every argument is a floating tensor or array of one dtype with a non-empty last axis: what the
-    kernels take (other arguments, such as boolean targets or a zero-width feature axis, run the composition,
-    which accepts them or raises its own error)."""
+    """Whether every argument is a tensor or array of one dtype, native float32 or float64, with a non-empty last
+    axis: what the kernels take (other arguments, such as boolean targets, float16 or byte-swapped values or a
+    zero-width feature axis, run the composition, which accepts them or raises its own error)."""
     dtypes = set()
     for a in args:
         data = a.data if isinstance(a, Tensor) else a
-        if not isinstance(data, np.ndarray) or data.ndim == 0 or data.shape[-1] == 0 or data.dtype.kind != "f":
+        if not isinstance(data, np.ndarray) or data.ndim == 0 or data.shape[-1] == 0 or data.dtype not in _KERNEL_DTYPES:
             return False
         dtypes.add(data.dtype)
     return len(dtypes) == 1
