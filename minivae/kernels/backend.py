@@ -18,6 +18,8 @@ import sys
 import threading
 import warnings
 
+import numpy as np
+
 try:
     import numba
 except ImportError:  # the references do everything
@@ -25,6 +27,9 @@ except ImportError:  # the references do everything
 
 BACKENDS = ("numba", "reference")
 ENV_VAR = "MINIVAE_KERNELS"
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+"""The dtypes the compiled kernels take (native byte order); other arrays run the reference composition."""
 
 FAST_ARITHMETIC = ("nsz", "arcp", "contract", "reassoc")
 """fastmath flags that let LLVM reorder and fuse arithmetic (and so vectorize reductions) while

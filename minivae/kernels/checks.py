@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .backend import FAST_ARITHMETIC, jit
+from .backend import DTYPES, FAST_ARITHMETIC, jit
 
 
 @jit(fastmath=FAST_ARITHMETIC)
@@ -25,9 +25,6 @@ def _zero_sum(a):
     return total
 
 
-_COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 def all_finite(a: np.ndarray) -> bool:
     """Whether every value of the float array ``a`` (float32 or float64, any shape) is finite.
 
@@ -35,6 +32,6 @@ def all_finite(a: np.ndarray) -> bool:
     kernel; otherwise (another dtype, such as float16, or a non-contiguous array), and with the "reference"
     backend, by ``np.isfinite(a).all()``. The answer is the same either way.
     """
-    if backend.active() == "numba" and a.flags.c_contiguous and a.dtype in _COMPILED_DTYPES:
+    if backend.active() == "numba" and a.flags.c_contiguous and a.dtype in DTYPES:
         return bool(_zero_sum(a.reshape(-1)) == 0)
     return bool(np.isfinite(a).all())

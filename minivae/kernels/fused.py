@@ -22,6 +22,7 @@ import numpy as np
 from .. import functions
 from ..engine import Op, Tensor, is_grad_enabled
 from . import activations, gaussian, losses
+from .backend import DTYPES
 
 
 class FusedOp(Op):
@@ -51,9 +52,6 @@ def implements(function, when=None, writes_out=()):
     return make
 
 
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 def _fits_kernels(*args) -> bool:
     """Whether every argument is a tensor or array of one dtype, native float32 or float64, with a non-empty last
     axis: what the kernels take (other arguments, such as boolean targets, float16 or byte-swapped values or a
@@ -61,7 +59,7 @@ def _fits_kernels(*args) -> bool:
     dtypes = set()
     for a in args:
         data = a.data if isinstance(a, Tensor) else a
-        if not isinstance(data, np.ndarray) or data.ndim == 0 or data.shape[-1] == 0 or data.dtype not in _KERNEL_DTYPES:
+        if not isinstance(data, np.ndarray) or data.ndim == 0 or data.shape[-1] == 0 or data.dtype not in DTYPES:
             return False
         dtypes.add(data.dtype)
     return len(dtypes) == 1
